@@ -1,0 +1,73 @@
+"""The Elastic Reset family as one hook on the PPO trainer.
+
+  ppo        no EMA, KL towards theta0
+  reset      online <- theta0 every n (EMA decay 1.0: the EMA *is* theta0)
+  reset-ema  online <- EMA every n; the EMA keeps tracking
+  ema-ref    KL towards the EMA; no resets
+  elastic    every n: online <- EMA, then EMA <- theta0
+
+theta0 (the frozen initial model) is also the KL reference when `kl_reference = "init"`, so the
+family costs at most one extra copy of the policy (the EMA), updated with one fused lerp.
+"""
+
+import copy
+
+import torch
+from torch import nn
+
+from erbench.config import MethodConfig
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    clone = copy.deepcopy(model).eval()
+    clone.requires_grad_(False)
+    return clone
+
+
+class ElasticReset:
+    def __init__(self, cfg: MethodConfig, policy: nn.Module, init_model: nn.Module, critic: nn.Module,
+                 optimizer: torch.optim.Optimizer):
+        self.cfg = cfg
+        self.optimizer = optimizer
+        self.critic = critic
+        self.online = [p for p in policy.parameters() if p.requires_grad]
+        tracked = {id(p) for p in self.online}
+        self.init_model = init_model
+        self.init = [q for p, q in zip(policy.parameters(), init_model.parameters()) if id(p) in tracked]
+        self.ema_model: nn.Module | None = None
+        if cfg.uses_ema:
+            # With decay 1.0 the EMA never moves from theta0, so it can share theta0's memory.
+            self.ema_model = init_model if cfg.ema_decay == 1.0 else frozen_copy(init_model)
+            self.ema = [q for p, q in zip(policy.parameters(), self.ema_model.parameters()) if id(p) in tracked]
+        self.reference_model = self.ema_model if cfg.kl_reference == "ema" else init_model
+        self.critic_init = [p.detach().clone() for p in critic.parameters()] if cfg.reset_critic else None
+        self.reset_iterations: list[int] = []
+
+    @torch.no_grad()
+    def after_update(self, unit: str) -> None:
+        """Called after every optimizer step ("opt_step"), PPO epoch ("ppo_epoch") and iteration ("iteration")."""
+        if self.ema_model is not None and unit == self.cfg.ema_update and self.cfg.ema_decay < 1.0:
+            torch._foreach_lerp_(self.ema, self.online, 1.0 - self.cfg.ema_decay)
+
+    def is_reset_iteration(self, iteration: int) -> bool:
+        every = self.cfg.reset_every
+        if every is None:
+            return False
+        first = every - 1 if self.cfg.first_reset_after is None else self.cfg.first_reset_after
+        return iteration >= first and (iteration - first) % every == 0
+
+    @torch.no_grad()
+    def maybe_reset(self, iteration: int) -> bool:
+        """After iteration `iteration` (0-based): reset if scheduled. Returns whether a reset happened."""
+        if not self.is_reset_iteration(iteration):
+            return False
+        torch._foreach_copy_(self.online, self.ema)
+        if self.cfg.reset_ema and self.ema_model is not self.init_model:
+            torch._foreach_copy_(self.ema, self.init)
+        if self.critic_init is not None:
+            torch._foreach_copy_(list(self.critic.parameters()), self.critic_init)
+        if self.cfg.reset_optimizer:
+            for p in self.online:
+                self.optimizer.state.pop(p, None)
+        self.reset_iterations.append(iteration)
+        return True

@@ -1,0 +1,64 @@
+"""Run records: one JSON file per run, always written atomically (temp file + rename)."""
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+from erbench import __version__
+from erbench.errors import ErbenchError
+
+RECORD_SCHEMA = "erbench.run/1"
+
+
+def atomic_write_json(path: Path, data: dict) -> None:
+    """A reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, allow_nan=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_record(path: Path) -> dict:
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ErbenchError(f"cannot read run record {path}: {e}", "delete it or re-run the run that wrote it") from None
+    if not isinstance(record, dict) or record.get("schema") != RECORD_SCHEMA:
+        raise ErbenchError(f"{path} is not an erbench run record", f"run records carry \"schema\": \"{RECORD_SCHEMA}\"")
+    return record
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    import sklearn
+    import torch
+    import transformers
+
+    return {
+        "erbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
+        "transformers": transformers.__version__, "scikit-learn": sklearn.__version__,
+        "git_commit": git_commit(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,72 @@
+"""Causal-LM policy and critic wrappers: left-padded prompts, fixed-length sampled responses, per-token log-probs."""
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class Rollout:
+    """A batch of prompts and the responses sampled for them (token ids, left-padded prompts)."""
+
+    prompt_ids: torch.Tensor  # [B, P]
+    prompt_mask: torch.Tensor  # [B, P]
+    response_ids: torch.Tensor  # [B, T]
+
+    def __len__(self) -> int:
+        return self.response_ids.shape[0]
+
+    def select(self, index: torch.Tensor) -> "Rollout":
+        return Rollout(self.prompt_ids[index], self.prompt_mask[index], self.response_ids[index])
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        input_ids = torch.cat([self.prompt_ids, self.response_ids], dim=1)
+        mask = torch.cat([self.prompt_mask, torch.ones_like(self.response_ids)], dim=1)
+        # Positions count real tokens only, as generate() does for left-padded prompts.
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        return {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids}
+
+
+def response_logits(model: nn.Module, rollout: Rollout) -> torch.Tensor:
+    """Logits predicting each response token: [B, T, V]."""
+    logits = model(**rollout.model_inputs()).logits
+    prompt_len, response_len = rollout.prompt_ids.shape[1], rollout.response_ids.shape[1]
+    return logits[:, prompt_len - 1 : prompt_len + response_len - 1].float()
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    return torch.gather(F.log_softmax(logits, dim=-1), 2, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+@torch.no_grad()
+def sample_responses(model: nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_tokens: int,
+                     top_k: int, pad_token_id: int, banned_token_ids: list[int]) -> torch.Tensor:
+    """Sample exactly `response_tokens` tokens per prompt (min_length = max_length, as the paper's IMDB env)."""
+    was_training = model.training
+    model.eval()
+    out = model.generate(
+        input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, top_k=top_k or None, top_p=None,
+        temperature=1.0, max_new_tokens=response_tokens, min_new_tokens=response_tokens,
+        pad_token_id=pad_token_id, eos_token_id=banned_token_ids or None, use_cache=True,
+    )
+    model.train(was_training)
+    return out[:, prompt_ids.shape[1]:]
+
+
+class Critic(nn.Module):
+    """Value model: a copy of the initial LM's transformer with a scalar head (no bias), as in RL4LMs' IMDB critic."""
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.body = copy.deepcopy(lm.base_model)
+        self.head = nn.Linear(lm.config.hidden_size, 1, bias=False)
+        nn.init.zeros_(self.head.weight)
+
+    def forward(self, rollout: Rollout) -> torch.Tensor:
+        """Value of each state before a response token is emitted: [B, T]."""
+        hidden = self.body(**rollout.model_inputs()).last_hidden_state
+        prompt_len, response_len = rollout.prompt_ids.shape[1], rollout.response_ids.shape[1]
+        return self.head(hidden[:, prompt_len - 1 : prompt_len + response_len - 1]).squeeze(-1).float()

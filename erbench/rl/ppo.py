@@ -1,0 +1,145 @@
+"""The shared PPO trainer: rollout -> task reward -> per-token KL shaping -> GAE -> clipped updates.
+
+It knows neither tasks nor methods by name. It receives
+  - a task with `sample_prompts(n, generator)`, `generate(model, prompt_ids, prompt_mask)` -> Rollout,
+    `score(rollout)` -> [B] task rewards, and `evaluate(model, init_model, split)` -> metrics;
+  - a method hook with `reference_model`, `after_update(unit)` and `maybe_reset(iteration)`.
+
+Batches are sequences, not RL4LMs' token transitions: one iteration samples `rollout_prompts`
+responses of T tokens (= rollout_prompts * T transitions) and makes `ppo_epochs * num_minibatches`
+optimizer steps on minibatches of whole sequences.
+"""
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from erbench.config import TrainConfig
+from erbench.rl.kl import make_kl_controller
+from erbench.rl.policy import Critic, Rollout, response_logits, token_logprobs
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over [B, T] per-token rewards; the episode ends after token T."""
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(running)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = delta + gamma * lam * running
+        advantages[:, t] = running
+    return advantages, advantages + values
+
+
+def whiten(x: torch.Tensor) -> torch.Tensor:
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
+def make_optimizer(modules: list[nn.Module], cfg: TrainConfig) -> torch.optim.AdamW:
+    """One AdamW over policy and critic; no weight decay on biases and LayerNorm weights (ndim < 2)."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+class PPOTrainer:
+    def __init__(self, cfg: TrainConfig, task, policy: nn.Module, critic: Critic, optimizer: torch.optim.Optimizer,
+                 method, generator: torch.Generator):
+        self.cfg, self.task, self.policy, self.critic = cfg, task, policy, critic
+        self.optimizer, self.method, self.generator = optimizer, method, generator
+        self.kl_controller = make_kl_controller(cfg.kl_controller, cfg.kl_coef, cfg.kl_target)
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.seconds: dict[str, float] = defaultdict(float)  # time per phase, summed over iterations
+
+    @contextmanager
+    def timed(self, phase: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[phase] += time.perf_counter() - start
+
+    def iteration(self, iteration: int) -> dict[str, float]:
+        """One PPO iteration; returns its training statistics."""
+        cfg = self.cfg
+        with self.timed("rollout"):
+            prompt_ids, prompt_mask = self.task.sample_prompts(cfg.rollout_prompts, self.generator)
+            rollout = self.task.generate(self.policy, prompt_ids, prompt_mask)
+        with self.timed("reward"):
+            scores = self.task.score(rollout)
+        with self.timed("update"), torch.no_grad():
+            old_logprobs = token_logprobs(response_logits(self.policy, rollout), rollout.response_ids)
+            ref_logprobs = token_logprobs(response_logits(self.method.reference_model, rollout), rollout.response_ids)
+            values = self.critic(rollout)
+            kl = old_logprobs - ref_logprobs  # sampled per-token KL estimate
+            rewards = -self.kl_controller.coef * kl
+            rewards[:, -1] += scores  # the task reward is paid at the last token only
+            advantages, returns = gae(rewards, values, cfg.gamma, cfg.gae_lambda)
+            if cfg.whiten_advantages:
+                advantages = whiten(advantages)
+
+        stats = defaultdict(float)
+        steps = 0
+        for _ in range(cfg.ppo_epochs):
+            with self.timed("update"):
+                order = torch.randperm(len(rollout), generator=self.generator).to(rollout.response_ids.device)
+            for index in order.tensor_split(cfg.num_minibatches):
+                with self.timed("update"):
+                    step = self.optimize(rollout.select(index), old_logprobs[index], advantages[index], returns[index])
+                for key, value in step.items():
+                    stats[key] += value
+                steps += 1
+                with self.timed("ema_reset"):
+                    self.method.after_update("opt_step")
+            with self.timed("ema_reset"):
+                self.method.after_update("ppo_epoch")
+
+        sequence_kl = kl.sum(1).mean().item()
+        self.kl_controller.update(sequence_kl)
+        with self.timed("ema_reset"):
+            self.method.after_update("iteration")
+            reset = self.method.maybe_reset(iteration)
+        return {
+            "iteration": iteration + 1,
+            "score": scores.mean().item(),
+            "kl": sequence_kl,
+            "kl_coef": self.kl_controller.coef,
+            **{key: value / steps for key, value in stats.items()},
+            "reset": reset,
+        }
+
+    def optimize(self, batch: Rollout, old_logprobs, advantages, returns) -> dict[str, float]:
+        cfg = self.cfg
+        logprobs = token_logprobs(response_logits(self.policy, batch), batch.response_ids)
+        ratio = torch.exp(logprobs - old_logprobs)
+        clipped = torch.clamp(ratio, 1 - cfg.clip_range, 1 + cfg.clip_range)
+        policy_loss = torch.max(-advantages * ratio, -advantages * clipped).mean()
+        value_loss = torch.mean((self.critic(batch) - returns) ** 2)  # SB3/RL4LMs: plain MSE, no value clipping
+        loss = policy_loss + cfg.vf_coef * value_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        self.optimizer.step()
+        return {
+            "policy_loss": policy_loss.item(),
+            "value_loss": value_loss.item(),
+            "clip_fraction": ((ratio - 1).abs() > cfg.clip_range).float().mean().item(),
+        }
+
+    def train(self, on_iteration: Callable[[dict], None], on_eval: Callable[[int, dict], None]) -> None:
+        """Evaluate the initial policy, then alternate iterations and evaluations every `eval_every`."""
+        on_eval(0, self.evaluate())
+        for iteration in range(self.cfg.iterations):
+            on_iteration(self.iteration(iteration))
+            done = iteration + 1
+            if done % self.cfg.eval_every == 0 or done == self.cfg.iterations:
+                on_eval(done, self.evaluate())
+
+    def evaluate(self, split: str = "val") -> dict[str, float]:
+        with self.timed("evaluate"):
+            return self.task.evaluate(self.policy, self.method.init_model, split)

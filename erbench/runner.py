@@ -1,0 +1,104 @@
+"""One run, end to end: resolve the config, prepare the task, train with PPO + the method hook, write the record."""
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from erbench.config import RunConfig, resolve
+from erbench.methods.elastic_reset import ElasticReset, frozen_copy
+from erbench.progress import progress_bar
+from erbench.registry import load_task_class
+from erbench.results import RECORD_SCHEMA, atomic_write_json, environment
+from erbench.rl.policy import Critic
+from erbench.rl.ppo import PPOTrainer, make_optimizer
+
+FINAL_KEYS = ("reward", "perplexity", "kl_to_init")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from erbench.errors import ErbenchError
+
+        raise ErbenchError(f"train.device={name} but no CUDA device is available", "use --set train.device=cpu (or auto)")
+    return torch.device(name)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ERBENCH_CACHE", Path.home() / ".cache" / "erbench"))
+
+
+def default_data_dir() -> Path | None:
+    return Path(os.environ["ERBENCH_DATA"]) if os.environ.get("ERBENCH_DATA") else None
+
+
+def make_task(cfg: RunConfig, data_dir: Path | None, cache_dir: Path):
+    task_class = load_task_class(cfg.task)
+    return task_class(cfg.task_config, data_dir, cache_dir, pick_device(cfg.train.device), seed=cfg.seed)
+
+
+def resolve_run(task: str, method: str, scale: str, seed: int, sets: list[str]) -> RunConfig:
+    return resolve(task, scale, method, seed, sets, load_task_class(task).config_class)
+
+
+def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path) -> tuple[Path, dict]:
+    """Train one policy; the record is rewritten atomically after every evaluation and at the end."""
+    task = make_task(cfg, data_dir, cache_dir)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = out_dir / f"{cfg.task}-{cfg.method}-{cfg.scale}-seed{cfg.seed}-{stamp}.json"
+    record = {
+        "schema": RECORD_SCHEMA, "status": "running", "started": stamp, **cfg.to_dict(),
+        "environment": {**environment(), "device": str(task.device),
+                        "device_name": torch.cuda.get_device_name(task.device) if task.device.type == "cuda" else "cpu"},
+        "timings": {}, "train_curve": [], "eval_curve": [], "resets": [], "final": {},
+    }
+    started = time.perf_counter()
+    try:
+        record["assets"] = task.prepare()
+        record["timings"]["prepare_seconds"] = time.perf_counter() - started
+        torch.manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        policy = task.load_policy().eval()  # eval mode throughout: no dropout noise in PPO ratios
+        init_model = frozen_copy(policy)
+        critic = Critic(policy).to(task.device).eval()
+        optimizer = make_optimizer([policy, critic], cfg.train)
+        method = ElasticReset(cfg.method_config, policy, init_model, critic, optimizer)
+        trainer = PPOTrainer(cfg.train, task, policy, critic, optimizer, method, generator)
+        atomic_write_json(path, record)
+
+        with progress_bar(f"{cfg.task} {cfg.method}", cfg.train.iterations) as advance:
+            def on_iteration(stats: dict):
+                record["train_curve"].append(stats)
+                if stats["reset"]:
+                    record["resets"].append(stats["iteration"])
+                advance(info=f"score {stats['score']:.3f} kl {stats['kl']:.3f}" + (" reset" if stats["reset"] else ""))
+
+            def on_eval(iteration: int, metrics: dict):
+                record["eval_curve"].append({"iteration": iteration, "resets_so_far": len(record["resets"]), **metrics})
+                record["timings"].update({f"{k}_seconds": v for k, v in trainer.seconds.items()})
+                atomic_write_json(path, record)
+
+            trainer.train(on_iteration, on_eval)
+        record["final"] = {"val": record["eval_curve"][-1], "test": trainer.evaluate("test")}
+        record["status"] = "completed"
+    except BaseException as e:
+        record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        record["error"] = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        record["timings"]["total_seconds"] = time.perf_counter() - started
+        if "trainer" in locals():
+            record["timings"].update({f"{k}_seconds": v for k, v in trainer.seconds.items()})
+        if path.exists():  # a run that failed before training started leaves no record
+            atomic_write_json(path, record)
+    return path, record
+
+
+def prepare(task: str, scale: str, data_dir: Path | None, cache_dir: Path, sets: list[str], force: bool) -> dict:
+    cfg = resolve_run(task, "ppo", scale, 0, sets)
+    return make_task(cfg, data_dir, cache_dir).prepare(force=force)
+

@@ -1,0 +1,455 @@
+"""IMDB mock sentiment (paper §3.2): continue the first half of a movie review; reward = P(positive).
+
+Data: aclImdb v1.0 (tarball or folder in the data dir, else downloaded from its canonical source).
+The paper's split: IMDB train shuffled with seed 0 into 20k train / 5k val; test = the 25k test
+reviews. Prompt = the first 50% of a review's whitespace words, left-truncated to `prompt_tokens`;
+every continuation is exactly `response_tokens` tokens (end-of-text is never sampled).
+
+Assets per scale (built once by `prepare`, cached under a key of the fields that shape them):
+  tiny   a 2-layer GPT-2-architecture LM and a byte-level BPE trained on IMDB train + unsup text,
+         reward = TF-IDF + logistic regression trained on the 20k train split
+  small  GPT-2-small (124M) with the real GPT-2 tokenizer, trained from scratch the same way
+  paper  lvwerra/gpt2-imdb policy, lvwerra/distilbert-imdb reward (hub)
+"""
+
+import hashlib
+import json
+import math
+import pickle
+import re
+import shutil
+import tarfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from erbench.config import require
+from erbench.errors import ErbenchError
+from erbench.metrics.diversity import distinct_n
+from erbench.metrics.perplexity import perplexity
+from erbench.progress import progress_bar, say
+from erbench.rl.kl import exact_kl
+from erbench.rl.policy import Rollout, response_logits, sample_responses, token_logprobs
+
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+END_OF_TEXT = "<|endoftext|>"
+# Fields that shape the prepared assets: changing one of them rebuilds, changing others does not.
+ASSET_FIELDS = ("policy", "tokenizer", "vocab_size", "lm_layers", "lm_width", "lm_heads", "lm_context",
+                "lm_train_tokens", "lm_batch_size", "lm_lr", "reward")
+
+
+@dataclass(frozen=True)
+class ImdbConfig:
+    policy: str = "scratch"  # "scratch": `prepare` trains a GPT-2-architecture LM; else a hub id or local model dir
+    tokenizer: str = "bpe"  # "bpe": byte-level BPE trained on IMDB text; "gpt2": the GPT-2 files in the data dir
+    vocab_size: int = 4096  # BPE vocabulary size (tokenizer = "bpe")
+    lm_layers: int = 2
+    lm_width: int = 128
+    lm_heads: int = 4
+    lm_context: int = 128  # n_positions; prompt_tokens + response_tokens must fit
+    lm_train_tokens: int = 2_000_000  # pretraining budget in tokens (repeats the text if it is shorter)
+    lm_batch_size: int = 32
+    lm_lr: float = 1e-3
+    lm_compile: bool = False  # torch.compile the pretraining step (the CUDA fast path)
+    reward: str = "tfidf"  # "tfidf": TF-IDF + logistic regression on the 20k train split; else a hub classifier id
+    top_k: int = 50  # sampling for rollouts and evaluation; RL4LMs left it unset (HF default 50); 0 = full softmax
+    prompt_tokens: int = 64  # RL4LMs max_prompt_length (left truncation)
+    response_tokens: int = 48  # RL4LMs max_episode_length = min_length = max_new_tokens
+    eval_prompts: int = 64  # val prompts per evaluation (0 = all 5,000)
+    test_prompts: int = 256  # test prompts in the final evaluation (0 = all 25,000)
+    ppl_reviews: int = 100  # human reviews joined for the perplexity metric (0 = the whole split)
+    eval_batch_size: int = 64
+
+    def __post_init__(self):
+        for key in ("vocab_size", "lm_layers", "lm_width", "lm_heads", "lm_context", "lm_train_tokens",
+                    "lm_batch_size", "prompt_tokens", "response_tokens", "eval_batch_size"):
+            require(getattr(self, key) >= 1, f"task.{key}", getattr(self, key), "an integer >= 1")
+        for key in ("eval_prompts", "test_prompts", "ppl_reviews"):
+            require(getattr(self, key) >= 0, f"task.{key}", getattr(self, key), ">= 0 (0 = all)")
+        require(self.top_k >= 0, "task.top_k", self.top_k, ">= 0 (0 = no top-k)")
+        require(self.lm_lr > 0, "task.lm_lr", self.lm_lr, "> 0")
+        require(self.lm_width % self.lm_heads == 0, "task.lm_width", self.lm_width, f"a multiple of task.lm_heads ({self.lm_heads})")
+        require(self.tokenizer in ("bpe", "gpt2"), "task.tokenizer", self.tokenizer, "bpe or gpt2")
+        if self.policy == "scratch":
+            require(self.prompt_tokens + self.response_tokens <= self.lm_context, "task.lm_context", self.lm_context,
+                    f">= prompt_tokens + response_tokens ({self.prompt_tokens + self.response_tokens})")
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+def clean(text: str) -> str:
+    return " ".join(text.replace("<br />", " ").split())
+
+
+def prompt_of(review: str) -> str:
+    words = review.split()
+    return " ".join(words[: int(len(words) * 0.5)])
+
+
+REVIEW_PATH = re.compile(r"aclImdb/(train|test)/(pos|neg|unsup)/\d+_\d+\.txt$")
+
+
+def find_imdb(data_dir: Path | None, cache_dir: Path) -> Path:
+    """The aclImdb tarball or folder: in the data dir, in the download cache, or downloaded now."""
+    candidates = []
+    if data_dir is not None:
+        candidates += [data_dir / "imdb" / "aclImdb_v1.tar.gz", data_dir / "imdb" / "aclImdb",
+                       data_dir / "aclImdb_v1.tar.gz", data_dir / "aclImdb"]
+    download = cache_dir / "downloads" / "aclImdb_v1.tar.gz"
+    for path in candidates + [download]:
+        if path.exists():
+            return path
+    try:
+        say(f"downloading IMDB from {IMDB_URL}")
+        download.parent.mkdir(parents=True, exist_ok=True)
+        tmp = download.with_suffix(".part")
+        with urllib.request.urlopen(IMDB_URL, timeout=60) as response, open(tmp, "wb") as f:
+            shutil.copyfileobj(response, f)
+        tmp.rename(download)
+        return download
+    except OSError as e:
+        where = f"{data_dir}/imdb/" if data_dir else "a data dir"
+        raise ErbenchError(f"IMDB data not found (looked in {where}) and the download failed ({e})",
+                           "pass --data-dir (or set ERBENCH_DATA) to a folder holding imdb/aclImdb_v1.tar.gz") from None
+
+
+def read_reviews(source: Path) -> dict[str, list[tuple[str, str]]]:
+    """{"train/neg": [(path, text)], ...} sorted by path, from the tarball or the extracted folder."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+
+    def add(name: str, text: str):
+        match = REVIEW_PATH.search(name)
+        if match:
+            groups.setdefault(f"{match[1]}/{match[2]}", []).append((name, clean(text)))
+
+    if source.is_dir():
+        root = source.parent
+        for path in source.glob("*/*/*.txt"):
+            add(str(path.relative_to(root)), path.read_text(encoding="utf-8"))
+    else:
+        try:
+            with tarfile.open(source, "r:gz") as archive:
+                for member in archive:
+                    if member.isfile() and REVIEW_PATH.search(member.name):
+                        add(member.name, archive.extractfile(member).read().decode("utf-8"))
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise ErbenchError(f"cannot read {source}: {e}", "replace it with an intact aclImdb_v1.tar.gz") from None
+    expected = {"train/neg": 12500, "train/pos": 12500, "test/neg": 12500, "test/pos": 12500, "train/unsup": 50000}
+    for group, count in expected.items():
+        if len(groups.get(group, [])) != count:
+            raise ErbenchError(f"{source} holds {len(groups.get(group, []))} {group} reviews, not {count}",
+                               "use the complete aclImdb v1.0 release")
+    return {group: sorted(items) for group, items in groups.items()}
+
+
+@dataclass
+class ImdbSplits:
+    train: list[tuple[str, int]]  # (review, label) with label 1 = positive
+    val: list[tuple[str, int]]
+    test: list[tuple[str, int]]
+    unsup: list[str]
+
+
+def sample(rows: list, n: int) -> list:
+    """A seed-0 random subset of n rows (0 = all); the test set is sorted by label, so never take its head."""
+    if n == 0 or n >= len(rows):
+        return rows
+    return [rows[i] for i in np.random.default_rng(0).permutation(len(rows))[:n]]
+
+
+def split_reviews(groups: dict[str, list[tuple[str, str]]]) -> ImdbSplits:
+    """The paper's split. Rows follow the HF `imdb` layout (negatives, then positives; within a label,
+    sorted by file path, an assumption about HF's row order), then shuffle(seed=0) -> 20k train / 5k val."""
+    labelled = [(t, 0) for _, t in groups["train/neg"]] + [(t, 1) for _, t in groups["train/pos"]]
+    order = np.random.default_rng(0).permutation(len(labelled))  # what datasets' shuffle(seed=0) draws
+    shuffled = [labelled[i] for i in order]
+    test = [(t, 0) for _, t in groups["test/neg"]] + [(t, 1) for _, t in groups["test/pos"]]
+    return ImdbSplits(shuffled[:20000], shuffled[20000:], test, [t for _, t in groups["train/unsup"]])
+
+
+# ----------------------------------------------------------------------------------------------- assets
+
+def asset_key(cfg: ImdbConfig) -> str:
+    shaping = {k: v for k, v in asdict(cfg).items() if k in ASSET_FIELDS}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def train_tokenizer(cfg: ImdbConfig, texts: list[str], data_dir: Path | None):
+    from tokenizers import ByteLevelBPETokenizer
+
+    if cfg.tokenizer == "gpt2":
+        folder = (data_dir / "gpt2-tokenizer") if data_dir else None
+        if folder is None or not (folder / "vocab.json").exists():
+            raise ErbenchError(f"GPT-2 tokenizer files not found in {folder}",
+                               "pass --data-dir to a folder holding gpt2-tokenizer/{vocab.json,merges.txt}")
+        return ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(texts, vocab_size=cfg.vocab_size, min_frequency=2,
+                                  special_tokens=[END_OF_TEXT], show_progress=False)
+    return tokenizer
+
+
+def token_stream(tokenizer, texts: list[str], eot_id: int, limit: int) -> torch.Tensor:
+    """Documents joined by end-of-text, tokenized in chunks until `limit` tokens."""
+    ids: list[int] = []
+    for start in range(0, len(texts), 2000):
+        for encoding in tokenizer.encode_batch(texts[start : start + 2000]):
+            ids.extend(encoding.ids)
+            ids.append(eot_id)
+        if len(ids) >= limit:
+            break
+    return torch.tensor(ids[:limit], dtype=torch.long)
+
+
+def pretrain_lm(cfg: ImdbConfig, stream: torch.Tensor, vocab_size: int, eot_id: int, device: torch.device):
+    """Next-token pretraining of a GPT-2-architecture LM on blocks of the stream (AdamW, warmup + cosine)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=vocab_size, n_positions=cfg.lm_context, n_embd=cfg.lm_width, n_layer=cfg.lm_layers,
+                        n_head=cfg.lm_heads, bos_token_id=eot_id, eos_token_id=eot_id, resid_pdrop=0.0,
+                        embd_pdrop=0.0, attn_pdrop=0.0)
+    model = GPT2LMHeadModel(config).to(device)
+    blocks = stream[: len(stream) // cfg.lm_context * cfg.lm_context].view(-1, cfg.lm_context)
+    steps = max(1, cfg.lm_train_tokens // (cfg.lm_batch_size * cfg.lm_context))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lm_lr, weight_decay=0.1, betas=(0.9, 0.95), fused=device.type == "cuda")
+    warmup = max(1, steps // 50)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
+    generator = torch.Generator().manual_seed(0)
+    use_bf16 = device.type == "cuda"
+
+    def step(batch):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    train_step = torch.compile(step) if cfg.lm_compile else step
+    passes = math.ceil(steps * cfg.lm_batch_size / len(blocks))
+    order = torch.cat([torch.randperm(len(blocks), generator=generator) for _ in range(passes)])
+    start = time.perf_counter()
+    with progress_bar("pretraining LM", steps) as advance:
+        for s in range(steps):
+            loss = train_step(blocks[order[s * cfg.lm_batch_size : (s + 1) * cfg.lm_batch_size]].to(device, non_blocking=True))
+            schedule.step()
+            advance(info=f"loss {loss.item():.3f}" if s % 20 == 0 else "")
+    seconds = time.perf_counter() - start
+    return model.float().cpu(), {"lm_steps": steps, "lm_seconds": seconds, "lm_tokens_per_second": steps * cfg.lm_batch_size * cfg.lm_context / seconds}
+
+
+def train_tfidf_reward(splits: ImdbSplits):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    classifier = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), max_features=200_000, sublinear_tf=True),
+        LogisticRegression(C=4.0, max_iter=1000),
+    )
+    texts, labels = zip(*splits.train)
+    classifier.fit(list(texts), list(labels))
+    accuracy = {f"reward_{name}_accuracy": float(classifier.score([t for t, _ in rows], [y for _, y in rows]))
+                for name, rows in (("val", splits.val), ("test", splits.test))}
+    return classifier, accuracy
+
+
+class HubClassifierReward:
+    """A hub sequence classifier's softmax probability of label 1, left-truncated (the paper's distilbert-imdb)."""
+
+    def __init__(self, name: str, device: torch.device):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(name, truncation_side="left")
+        self.model = AutoModelForSequenceClassification.from_pretrained(name).to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        scores = []
+        for start in range(0, len(texts), 64):
+            batch = self.tokenizer(texts[start : start + 64], padding=True, truncation=True, max_length=512,
+                                   return_tensors="pt").to(self.device)
+            scores.append(torch.softmax(self.model(**batch).logits.float(), -1)[:, 1].cpu())
+        return torch.cat(scores).numpy()
+
+
+class TfidfReward:
+    def __init__(self, classifier):
+        self.classifier = classifier
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return self.classifier.predict_proba(texts)[:, 1]
+
+
+# ----------------------------------------------------------------------------------------------- task
+
+class ImdbTask:
+    name = "imdb"
+    config_class = ImdbConfig
+
+    def __init__(self, cfg: ImdbConfig, data_dir: Path | None, cache_dir: Path, device: torch.device, seed: int = 0):
+        self.cfg, self.data_dir, self.cache_dir, self.device, self.seed = cfg, data_dir, cache_dir, device, seed
+        self.asset_dir = cache_dir / "imdb" / asset_key(cfg)
+        self._splits: ImdbSplits | None = None
+
+    @property
+    def splits(self) -> ImdbSplits:
+        if self._splits is None:
+            self._splits = split_reviews(read_reviews(find_imdb(self.data_dir, self.cache_dir)))
+        return self._splits
+
+    # --- prepare: build the cached assets once ---------------------------------------------------
+
+    def prepare(self, force: bool = False) -> dict:
+        """Build tokenizer, LM and reward into the cache (atomically: a temp dir renamed into place)."""
+        meta_path = self.asset_dir / "meta.json"
+        if meta_path.exists() and not force:
+            return json.loads(meta_path.read_text())
+        cfg = self.cfg
+        meta: dict = {"config": {k: v for k, v in asdict(cfg).items() if k in ASSET_FIELDS}}
+        start = time.perf_counter()
+        tmp = self.asset_dir.with_name(self.asset_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        splits = self.splits
+        meta["data_seconds"] = time.perf_counter() - start
+        if cfg.policy == "scratch":
+            # Pretraining text: the 20k train split + 50k unsup reviews, never val or test.
+            texts = [t for t, _ in splits.train] + splits.unsup
+            texts = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))]
+            t0 = time.perf_counter()
+            say("training tokenizer" if cfg.tokenizer == "bpe" else "loading the GPT-2 tokenizer")
+            tokenizer = train_tokenizer(cfg, texts, self.data_dir)
+            tokenizer.save(str(tmp / "tokenizer.json"))
+            eot_id = tokenizer.token_to_id(END_OF_TEXT)
+            stream = token_stream(tokenizer, texts, eot_id, cfg.lm_train_tokens + cfg.lm_context)
+            meta["tokenizer_seconds"] = time.perf_counter() - t0
+            meta["lm_text_tokens"] = len(stream)
+            model, stats = pretrain_lm(cfg, stream, tokenizer.get_vocab_size(), eot_id, self.device)
+            meta.update(stats)
+            model.save_pretrained(tmp / "lm")
+            meta["lm_val_perplexity"] = perplexity(model.to(self.device), self.ppl_tokens("val", tokenizer),
+                                                   cfg.lm_context, device=self.device)
+        if cfg.reward == "tfidf":
+            t0 = time.perf_counter()
+            say("training the TF-IDF + logistic regression reward on the 20k train split")
+            classifier, accuracy = train_tfidf_reward(splits)
+            with open(tmp / "reward.pkl", "wb") as f:
+                pickle.dump(classifier, f)
+            meta.update(accuracy, reward_seconds=time.perf_counter() - t0)
+        meta["prepare_seconds"] = time.perf_counter() - start
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        shutil.rmtree(self.asset_dir, ignore_errors=True)
+        tmp.rename(self.asset_dir)
+        return meta
+
+    # --- load: models, reward and encoded prompts for a run --------------------------------------
+
+    def load_policy(self) -> torch.nn.Module:
+        """Load the initial policy and everything the task needs to serve it; returns the LM on the device."""
+        from tokenizers import Tokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        cfg = self.cfg
+        try:
+            if cfg.policy == "scratch":
+                self.tokenizer = Tokenizer.from_file(str(self.asset_dir / "tokenizer.json"))
+                model = AutoModelForCausalLM.from_pretrained(self.asset_dir / "lm")
+            else:
+                self.tokenizer = AutoTokenizer.from_pretrained(cfg.policy).backend_tokenizer
+                model = AutoModelForCausalLM.from_pretrained(cfg.policy)
+            if cfg.reward == "tfidf":
+                with open(self.asset_dir / "reward.pkl", "rb") as f:
+                    self.reward = TfidfReward(pickle.load(f))
+            else:
+                self.reward = HubClassifierReward(cfg.reward, self.device)
+        except OSError as e:
+            raise ErbenchError(f"cannot load IMDB models: {e}", f"run `erbench prepare imdb` (assets: {self.asset_dir}), "
+                               "or check the hub id and your network for the paper scale") from None
+        self.eot_id = self.tokenizer.token_to_id(END_OF_TEXT)
+        self.context = model.config.n_positions
+        self.prompts = {
+            "train": self.encode_prompts([prompt_of(t) for t, _ in self.splits.train]),
+            "val": self.encode_prompts([prompt_of(t) for t, _ in sample(self.splits.val, cfg.eval_prompts)]),
+            "test": self.encode_prompts([prompt_of(t) for t, _ in sample(self.splits.test, cfg.test_prompts)]),
+        }
+        self.review_tokens = {split: self.ppl_tokens(split, self.tokenizer) for split in ("val", "test")}
+        return model.to(self.device)
+
+    def ppl_tokens(self, split: str, tokenizer) -> list[int]:
+        reviews = [t for t, _ in sample(getattr(self.splits, split), self.cfg.ppl_reviews)]
+        return tokenizer.encode("\n\n".join(reviews)).ids
+
+    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-truncate to prompt_tokens and left-pad with end-of-text."""
+        encoded = [e.ids[-self.cfg.prompt_tokens:] or [self.eot_id] for e in self.tokenizer.encode_batch(prompts)]
+        width = max(len(ids) for ids in encoded)
+        ids = torch.full((len(encoded), width), self.eot_id, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, tokens in enumerate(encoded):
+            ids[row, width - len(tokens):] = torch.tensor(tokens)
+            mask[row, width - len(tokens):] = 1
+        return ids, mask
+
+    # --- the protocol the trainer uses ------------------------------------------------------------
+
+    def sample_prompts(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.prompts["train"]
+        index = torch.randint(len(ids), (n,), generator=generator)
+        ids, mask = ids[index], mask[index]
+        keep = mask.sum(0) > 0  # drop columns that are padding in every row
+        return ids[:, keep].to(self.device), mask[:, keep].to(self.device)
+
+    def generate(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> Rollout:
+        response = sample_responses(model, prompt_ids, prompt_mask, self.cfg.response_tokens, self.cfg.top_k,
+                                    pad_token_id=self.eot_id, banned_token_ids=[self.eot_id])
+        return Rollout(prompt_ids, prompt_mask, response)
+
+    def texts(self, rollout: Rollout) -> tuple[list[str], list[str]]:
+        prompts = [ids[mask.bool()].tolist() for ids, mask in zip(rollout.prompt_ids.cpu(), rollout.prompt_mask.cpu())]
+        return self.tokenizer.decode_batch(prompts), self.tokenizer.decode_batch(rollout.response_ids.cpu().tolist())
+
+    def score(self, rollout: Rollout) -> torch.Tensor:
+        """P(positive) of prompt + continuation (the paper scores both)."""
+        prompts, responses = self.texts(rollout)
+        scores = self.reward([p + r for p, r in zip(prompts, responses)])
+        return torch.as_tensor(np.asarray(scores), dtype=torch.float32, device=rollout.response_ids.device)
+
+    @torch.no_grad()
+    def evaluate(self, model, init_model, split: str) -> dict[str, float]:
+        """Reward, exact and sampled KL to the initial model, distinct-n on held-out prompts; perplexity on human reviews.
+
+        Sampling uses a fixed seed, so every evaluation of a run sees the same random numbers."""
+        ids, mask = self.prompts[split]
+        scores, exact, sampled, responses = [], [], [], []
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed + 1)
+            for start in range(0, len(ids), self.cfg.eval_batch_size):
+                batch_ids = ids[start : start + self.cfg.eval_batch_size].to(self.device)
+                batch_mask = mask[start : start + self.cfg.eval_batch_size].to(self.device)
+                rollout = self.generate(model, batch_ids, batch_mask)
+                scores.append(self.score(rollout))
+                logits = response_logits(model, rollout)
+                init_logits = response_logits(init_model, rollout)
+                exact.append(exact_kl(logits, init_logits).sum(1))
+                sampled.append((token_logprobs(logits, rollout.response_ids) - token_logprobs(init_logits, rollout.response_ids)).sum(1))
+                responses += self.texts(rollout)[1]
+        scores = torch.cat(scores)
+        return {
+            "reward": scores.mean().item(),
+            "reward_stderr": (scores.std() / math.sqrt(len(scores))).item() if len(scores) > 1 else 0.0,
+            "kl_to_init": torch.cat(exact).mean().item(),
+            "kl_to_init_sampled": torch.cat(sampled).mean().item(),
+            "perplexity": perplexity(model, self.review_tokens[split], self.context, device=self.device),
+            "distinct_1": distinct_n(responses, 1),
+            "distinct_2": distinct_n(responses, 2),
+        }
