@@ -6,6 +6,7 @@ Every value is type-checked and range-checked here, before any work starts.
 """
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -60,6 +61,8 @@ class TrainConfig:
         require(self.max_grad_norm > 0, "train.max_grad_norm", self.max_grad_norm, "> 0")
         require(self.kl_coef >= 0, "train.kl_coef", self.kl_coef, ">= 0 (a negative beta rewards drift)")
         require(self.kl_target > 0, "train.kl_target", self.kl_target, "> 0")
+        require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "train.device", self.device,
+                "auto, cpu, cuda or cuda:N")
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class MethodConfig:
 
     ema_decay: float = 0.995  # eta: ema <- eta*ema + (1-eta)*theta; 1.0 keeps the EMA at theta0
     reset_every: int | None = None  # reset period in iterations; None = never reset
-    first_reset_after: int | None = None  # iteration index of the first reset; None = reset_every - 1
+    first_reset_after: int | None = None  # iterations completed at the first reset; None = reset_every
     reset_ema: bool = True  # after online <- EMA, also EMA <- theta0 (Elastic Reset); False = reset-to-EMA
     kl_reference: Literal["init", "ema"] = "init"  # the model the KL penalty pulls towards
     ema_update: Literal["opt_step", "ppo_epoch", "iteration"] = "iteration"  # when the EMA is updated
@@ -80,7 +83,7 @@ class MethodConfig:
         if self.reset_every is not None:
             require(self.reset_every >= 1, "method.reset_every", self.reset_every, "an integer >= 1, or none to never reset")
         if self.first_reset_after is not None:
-            require(self.first_reset_after >= 0, "method.first_reset_after", self.first_reset_after, ">= 0, or none")
+            require(self.first_reset_after >= 1, "method.first_reset_after", self.first_reset_after, ">= 1, or none")
 
     @property
     def uses_ema(self) -> bool:

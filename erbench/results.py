@@ -18,6 +18,7 @@ def atomic_write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; a record is meant to be shared
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, allow_nan=True)
             f.flush()

@@ -45,6 +45,18 @@ def resolve_run(task: str, method: str, scale: str, seed: int, sets: list[str]) 
     return resolve(task, scale, method, seed, sets, load_task_class(task).config_class)
 
 
+def build_trainer(cfg: RunConfig, task) -> PPOTrainer:
+    """Seed, load the initial policy, and wire theta0, critic, optimizer and the method hook into a trainer."""
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    policy = task.load_policy().eval()  # eval mode throughout: no dropout noise in PPO ratios
+    init_model = frozen_copy(policy)
+    critic = Critic(policy).to(task.device).eval()
+    optimizer = make_optimizer([policy, critic], cfg.train)
+    method = ElasticReset(cfg.method_config, policy, init_model, critic, optimizer)
+    return PPOTrainer(cfg.train, task, policy, critic, optimizer, method, generator)
+
+
 def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path) -> tuple[Path, dict]:
     """Train one policy; the record is rewritten atomically after every evaluation and at the end."""
     task = make_task(cfg, data_dir, cache_dir)
@@ -56,18 +68,11 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path) -
                         "device_name": torch.cuda.get_device_name(task.device) if task.device.type == "cuda" else "cpu"},
         "timings": {}, "train_curve": [], "eval_curve": [], "resets": [], "final": {},
     }
-    started = time.perf_counter()
+    started, trainer = time.perf_counter(), None
     try:
         record["assets"] = task.prepare()
         record["timings"]["prepare_seconds"] = time.perf_counter() - started
-        torch.manual_seed(cfg.seed)
-        generator = torch.Generator().manual_seed(cfg.seed)
-        policy = task.load_policy().eval()  # eval mode throughout: no dropout noise in PPO ratios
-        init_model = frozen_copy(policy)
-        critic = Critic(policy).to(task.device).eval()
-        optimizer = make_optimizer([policy, critic], cfg.train)
-        method = ElasticReset(cfg.method_config, policy, init_model, critic, optimizer)
-        trainer = PPOTrainer(cfg.train, task, policy, critic, optimizer, method, generator)
+        trainer = build_trainer(cfg, task)
         atomic_write_json(path, record)
 
         with progress_bar(f"{cfg.task} {cfg.method}", cfg.train.iterations) as advance:
@@ -91,7 +96,7 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path) -
         raise
     finally:
         record["timings"]["total_seconds"] = time.perf_counter() - started
-        if "trainer" in locals():
+        if trainer is not None:
             record["timings"].update({f"{k}_seconds": v for k, v in trainer.seconds.items()})
         if path.exists():  # a run that failed before training started leaves no record
             atomic_write_json(path, record)

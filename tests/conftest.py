@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,3 +16,36 @@ def tiny_lm():
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=64, n_positions=32, n_embd=16, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)
     return GPT2LMHeadModel(config).eval()
+
+
+DATA_DIR = Path(os.environ.get("ERBENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+# A tiny scale shrunk further so the real pipeline (data, BPE, LM pretraining, TF-IDF reward,
+# PPO, evaluation, record) runs in seconds. Every run in the tests shares these asset settings.
+FAST = [
+    "task.lm_train_tokens=50000", "task.eval_prompts=8", "task.test_prompts=8", "task.ppl_reviews=5",
+    "train.iterations=4", "train.rollout_prompts=8", "train.num_minibatches=2", "train.ppo_epochs=2",
+    "train.eval_every=2", "method.reset_every=2", "method.first_reset_after=none",
+]
+
+
+def erbench(*args: str, cache_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real command line in a subprocess, offline."""
+    env = {**os.environ, "ERBENCH_QUIET": "1", "ERBENCH_OFFLINE": "1", "ERBENCH_CACHE": str(cache_dir)}
+    return subprocess.run([sys.executable, "-m", "erbench.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def sets(*items: str) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """A cache holding the FAST tiny assets, built once by `erbench prepare`."""
+    if not (DATA_DIR / "imdb" / "aclImdb_v1.tar.gz").exists():
+        pytest.fail(f"IMDB data missing at {DATA_DIR}; set ERBENCH_DATA to the shared data folder")
+    cache = tmp_path_factory.mktemp("cache")
+    result = erbench("prepare", "imdb", "--data-dir", str(DATA_DIR), *sets(*FAST), cache_dir=cache)
+    assert result.returncode == 0, result.stderr
+    return cache

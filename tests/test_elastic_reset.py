@@ -57,8 +57,8 @@ def test_elastic_reset_sets_online_to_the_ema_then_the_ema_to_theta0():
     ema_before = [e.clone() for e in hook.ema]
     critic_before = params(critic)
     optimizer_state_before = {id(p): {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()}
-    assert not hook.maybe_reset(0)
-    assert hook.maybe_reset(1)
+    assert not hook.maybe_reset(1)
+    assert hook.maybe_reset(2)
     for online, ema, start, expected in zip(policy.parameters(), hook.ema, theta0, ema_before):
         torch.testing.assert_close(online.detach(), expected)
         torch.testing.assert_close(ema, start)
@@ -67,7 +67,7 @@ def test_elastic_reset_sets_online_to_the_ema_then_the_ema_to_theta0():
     for p, state in optimizer.state.items():
         for key, value in state.items():
             torch.testing.assert_close(value, optimizer_state_before[id(p)][key])  # optimizer untouched
-    assert hook.reset_iterations == [1]
+    assert hook.reset_iterations == [2]
 
 
 def test_reset_to_ema_keeps_the_ema():
@@ -75,7 +75,7 @@ def test_reset_to_ema_keeps_the_ema():
     take_optimizer_step(policy, critic, optimizer)
     hook.after_update("iteration")
     ema_before = [e.clone() for e in hook.ema]
-    hook.maybe_reset(0)
+    hook.maybe_reset(1)
     for online, ema, expected in zip(policy.parameters(), hook.ema, ema_before):
         torch.testing.assert_close(online.detach(), expected)
         torch.testing.assert_close(ema, expected)
@@ -88,7 +88,7 @@ def test_decay_one_resets_exactly_to_theta0_and_shares_its_memory():
     for iteration in range(3):
         take_optimizer_step(policy, critic, optimizer)
         hook.after_update("iteration")
-        hook.maybe_reset(iteration)
+        hook.maybe_reset(iteration + 1)
     for online, start in zip(policy.parameters(), theta0):
         assert torch.equal(online.detach(), start)
 
@@ -97,7 +97,7 @@ def test_reset_critic_and_optimizer_only_when_asked():
     policy, _, critic, optimizer, hook = setup(ema_decay=0.5, reset_every=1, reset_critic=True, reset_optimizer=True)
     critic_start = params(critic)
     take_optimizer_step(policy, critic, optimizer)
-    hook.maybe_reset(0)
+    hook.maybe_reset(1)
     for p, start in zip(critic.parameters(), critic_start):
         torch.testing.assert_close(p.detach(), start)
     assert all(p not in optimizer.state for p in policy.parameters())  # policy's Adam moments cleared
@@ -117,11 +117,11 @@ def test_ema_updates_only_at_its_granularity():
     assert not any(torch.equal(a, b) for a, b in zip(hook.ema, before))
 
 
-@pytest.mark.parametrize("first, expected", [(None, [16, 33]), (0, [0, 17, 34])])
+@pytest.mark.parametrize("first, expected", [(None, [17, 34]), (1, [1, 18, 35])])
 def test_reset_schedule(first, expected):
-    """RL4LMs fires on `epoch % 17 == 0` (first_reset_after=0); the default resets after every full period."""
+    """RL4LMs fires on `epoch % 17 == 0` for 0-based epochs: after the 1st, 18th and 35th iterations."""
     *_, hook = setup(reset_every=17, first_reset_after=first)
-    assert [i for i in range(50) if hook.is_reset_iteration(i)] == expected
+    assert [done for done in range(1, 51) if hook.is_reset_due(done)] == expected
 
 
 def test_kl_reference_and_memory_per_method():
@@ -129,4 +129,4 @@ def test_kl_reference_and_memory_per_method():
     assert ppo.ema_model is None and ppo.reference_model is ppo.init_model
     *_, ema_ref = setup(**METHODS["ema-ref"].overrides["method"])
     assert ema_ref.reference_model is ema_ref.ema_model and ema_ref.ema_model is not ema_ref.init_model
-    assert not any(ema_ref.is_reset_iteration(i) for i in range(100))
+    assert not any(ema_ref.is_reset_due(done) for done in range(1, 101))

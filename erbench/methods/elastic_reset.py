@@ -49,17 +49,18 @@ class ElasticReset:
         if self.ema_model is not None and unit == self.cfg.ema_update and self.cfg.ema_decay < 1.0:
             torch._foreach_lerp_(self.ema, self.online, 1.0 - self.cfg.ema_decay)
 
-    def is_reset_iteration(self, iteration: int) -> bool:
+    def is_reset_due(self, completed: int) -> bool:
+        """Whether to reset once `completed` iterations are done (1-based, like the eval curve's x axis)."""
         every = self.cfg.reset_every
         if every is None:
             return False
-        first = every - 1 if self.cfg.first_reset_after is None else self.cfg.first_reset_after
-        return iteration >= first and (iteration - first) % every == 0
+        first = every if self.cfg.first_reset_after is None else self.cfg.first_reset_after
+        return completed >= first and (completed - first) % every == 0
 
     @torch.no_grad()
-    def maybe_reset(self, iteration: int) -> bool:
-        """After iteration `iteration` (0-based): reset if scheduled. Returns whether a reset happened."""
-        if not self.is_reset_iteration(iteration):
+    def maybe_reset(self, completed: int) -> bool:
+        """Called after each iteration with the number of iterations completed; returns whether it reset."""
+        if not self.is_reset_due(completed):
             return False
         torch._foreach_copy_(self.online, self.ema)
         if self.cfg.reset_ema and self.ema_model is not self.init_model:
@@ -69,5 +70,5 @@ class ElasticReset:
         if self.cfg.reset_optimizer:
             for p in self.online:
                 self.optimizer.state.pop(p, None)
-        self.reset_iterations.append(iteration)
+        self.reset_iterations.append(completed)
         return True

@@ -3,7 +3,7 @@
 It knows neither tasks nor methods by name. It receives
   - a task with `sample_prompts(n, generator)`, `generate(model, prompt_ids, prompt_mask)` -> Rollout,
     `score(rollout)` -> [B] task rewards, and `evaluate(model, init_model, split)` -> metrics;
-  - a method hook with `reference_model`, `after_update(unit)` and `maybe_reset(iteration)`.
+  - a method hook with `reference_model`, `init_model`, `after_update(unit)` and `maybe_reset(completed)`.
 
 Batches are sequences, not RL4LMs' token transitions: one iteration samples `rollout_prompts`
 responses of T tokens (= rollout_prompts * T transitions) and makes `ppo_epochs * num_minibatches`
@@ -103,7 +103,7 @@ class PPOTrainer:
         self.kl_controller.update(sequence_kl)
         with self.timed("ema_reset"):
             self.method.after_update("iteration")
-            reset = self.method.maybe_reset(iteration)
+            reset = self.method.maybe_reset(iteration + 1)
         return {
             "iteration": iteration + 1,
             "score": scores.mean().item(),

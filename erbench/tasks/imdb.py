@@ -15,6 +15,7 @@ Assets per scale (built once by `prepare`, cached under a key of the fields that
 import hashlib
 import json
 import math
+import os
 import pickle
 import re
 import shutil
@@ -103,6 +104,10 @@ def find_imdb(data_dir: Path | None, cache_dir: Path) -> Path:
     for path in candidates + [download]:
         if path.exists():
             return path
+    where = f"{data_dir}/imdb/" if data_dir else "no data dir given"
+    fix = "pass --data-dir (or set ERBENCH_DATA) to a folder holding imdb/aclImdb_v1.tar.gz"
+    if os.environ.get("ERBENCH_OFFLINE") or os.environ.get("HF_HUB_OFFLINE"):
+        raise ErbenchError(f"IMDB data not found ({where}) and downloads are off (ERBENCH_OFFLINE)", fix)
     try:
         say(f"downloading IMDB from {IMDB_URL}")
         download.parent.mkdir(parents=True, exist_ok=True)
@@ -112,9 +117,7 @@ def find_imdb(data_dir: Path | None, cache_dir: Path) -> Path:
         tmp.rename(download)
         return download
     except OSError as e:
-        where = f"{data_dir}/imdb/" if data_dir else "a data dir"
-        raise ErbenchError(f"IMDB data not found (looked in {where}) and the download failed ({e})",
-                           "pass --data-dir (or set ERBENCH_DATA) to a folder holding imdb/aclImdb_v1.tar.gz") from None
+        raise ErbenchError(f"IMDB data not found ({where}) and the download failed ({e})", fix) from None
 
 
 def read_reviews(source: Path) -> dict[str, list[tuple[str, str]]]:
