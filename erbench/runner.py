@@ -20,12 +20,15 @@ FINAL_KEYS = ("reward", "perplexity", "kl_to_init")
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         from erbench.errors import ErbenchError
 
         raise ErbenchError(f"train.device={name} but no CUDA device is available", "use --set train.device=cpu (or auto)")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls for the fp32 RL phase
+    return device
 
 
 def default_cache_dir() -> Path:

@@ -46,7 +46,7 @@ def make_optimizer(modules: list[nn.Module], cfg: TrainConfig) -> torch.optim.Ad
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=params[0].is_cuda)
 
 
 class PPOTrainer:

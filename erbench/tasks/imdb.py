@@ -225,27 +225,33 @@ def pretrain_lm(cfg: ImdbConfig, stream: torch.Tensor, vocab_size: int, eot_id: 
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
     generator = torch.Generator().manual_seed(0)
     use_bf16 = device.type == "cuda"
+    forward = torch.compile(model) if cfg.lm_compile else model  # shares parameters with `model`
 
-    def step(batch):
+    def train_step(batch):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = model(input_ids=batch, labels=batch).loss
+            loss = forward(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return loss
+        return loss.detach()
 
-    train_step = torch.compile(step) if cfg.lm_compile else step
     passes = math.ceil(steps * cfg.lm_batch_size / len(blocks))
     order = torch.cat([torch.randperm(len(blocks), generator=generator) for _ in range(passes)])
-    start = time.perf_counter()
+    warmup_steps = min(10, steps - 1)  # throughput is measured after compilation and allocator warm-up
+    start = warm = time.perf_counter()
     with progress_bar("pretraining LM", steps) as advance:
         for s in range(steps):
+            if s == warmup_steps and s > 0:
+                loss.item()
+                warm = time.perf_counter()
             loss = train_step(blocks[order[s * cfg.lm_batch_size : (s + 1) * cfg.lm_batch_size]].to(device, non_blocking=True))
             schedule.step()
             advance(info=f"loss {loss.item():.3f}" if s % 20 == 0 else "")
-    seconds = time.perf_counter() - start
-    return model.float().cpu(), {"lm_steps": steps, "lm_seconds": seconds, "lm_tokens_per_second": steps * cfg.lm_batch_size * cfg.lm_context / seconds}
+    end = time.perf_counter()
+    measured_tokens = (steps - warmup_steps) * cfg.lm_batch_size * cfg.lm_context
+    return model.float().cpu(), {"lm_steps": steps, "lm_seconds": end - start,
+                                 "lm_tokens_per_second": measured_tokens / max(end - warm, 1e-9)}
 
 
 def train_tfidf_reward(splits: ImdbSplits):
