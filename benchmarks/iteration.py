@@ -10,13 +10,12 @@ Writes the same numbers as JSON to results/benchmarks/iteration-<scale>-<device>
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-from erbench.results import atomic_write_json, environment
+from erbench.results import atomic_write_json, cpu_model, environment
 from erbench.runner import build_trainer, default_cache_dir, default_data_dir, make_task, resolve_run
 
 PHASES = ("rollout", "reward", "update", "ema_reset")
@@ -45,7 +44,7 @@ def main():
         trainer.iteration(iteration)
     wall = (time.perf_counter() - start) / args.iterations
     per_iteration = {phase: trainer.seconds[phase] / args.iterations for phase in PHASES}
-    device = torch.cuda.get_device_name() if task.device.type == "cuda" else f"{platform.processor() or 'cpu'} x{torch.get_num_threads()} threads"
+    device = torch.cuda.get_device_name() if task.device.type == "cuda" else f"{cpu_model()}, {torch.get_num_threads()} threads"
     result = {
         "scale": args.scale, "method": args.method, "iterations": args.iterations, "device": device,
         "ema_update": "opt_step", "resets_in_window": len(trainer.method.reset_iterations),

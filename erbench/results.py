@@ -52,6 +52,16 @@ def git_commit() -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
     import sklearn
     import torch
@@ -60,6 +70,6 @@ def environment() -> dict:
     return {
         "erbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
         "transformers": transformers.__version__, "scikit-learn": sklearn.__version__,
-        "git_commit": git_commit(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
+        "git_commit": git_commit(), "platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
