@@ -48,7 +48,7 @@ def sample_responses(model: nn.Module, prompt_ids: torch.Tensor, prompt_mask: to
     was_training = model.training
     model.eval()
     out = model.generate(
-        input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, top_k=top_k or None, top_p=None,
+        input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, top_k=top_k, top_p=1.0,  # top_k=0 disables top-k
         temperature=1.0, max_new_tokens=response_tokens, min_new_tokens=response_tokens,
         pad_token_id=pad_token_id, eos_token_id=banned_token_ids or None, use_cache=True,
     )

@@ -321,7 +321,10 @@ class ImdbTask:
         """Build tokenizer, LM and reward into the cache (atomically: a temp dir renamed into place)."""
         meta_path = self.asset_dir / "meta.json"
         if meta_path.exists() and not force:
-            return json.loads(meta_path.read_text())
+            try:
+                return json.loads(meta_path.read_text())
+            except json.JSONDecodeError:
+                say(f"rebuilding {self.asset_dir}: its meta.json is corrupt")
         cfg = self.cfg
         meta: dict = {"config": {k: v for k, v in asdict(cfg).items() if k in ASSET_FIELDS}}
         start = time.perf_counter()
@@ -380,8 +383,8 @@ class ImdbTask:
                     self.reward = TfidfReward(pickle.load(f))
             else:
                 self.reward = HubClassifierReward(cfg.reward, self.device)
-        except OSError as e:
-            raise ErbenchError(f"cannot load IMDB models: {e}", f"run `erbench prepare imdb` (assets: {self.asset_dir}), "
+        except (OSError, pickle.UnpicklingError, EOFError) as e:
+            raise ErbenchError(f"cannot load IMDB models: {e}", f"run `erbench prepare imdb --force` (assets: {self.asset_dir}), "
                                "or check the hub id and your network for the paper scale") from None
         self.eot_id = self.tokenizer.token_to_id(END_OF_TEXT)
         self.context = model.config.n_positions
