@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 from erbench import __version__
-from erbench.errors import ErbenchError
 
 RECORD_SCHEMA = "erbench.run/1"
 
@@ -27,16 +26,6 @@ def atomic_write_json(path: Path, data: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def load_record(path: Path) -> dict:
-    try:
-        record = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ErbenchError(f"cannot read run record {path}: {e}", "delete it or re-run the run that wrote it") from None
-    if not isinstance(record, dict) or record.get("schema") != RECORD_SCHEMA:
-        raise ErbenchError(f"{path} is not an erbench run record", f"run records carry \"schema\": \"{RECORD_SCHEMA}\"")
-    return record
 
 
 def git_commit() -> str | None:

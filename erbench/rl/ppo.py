@@ -83,7 +83,7 @@ class PPOTrainer:
             if cfg.whiten_advantages:
                 advantages = whiten(advantages)
 
-        stats = defaultdict(float)
+        stats: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=rollout.response_ids.device))
         steps = 0
         for _ in range(cfg.ppo_epochs):
             with self.timed("update"):
@@ -109,11 +109,11 @@ class PPOTrainer:
             "score": scores.mean().item(),
             "kl": sequence_kl,
             "kl_coef": self.kl_controller.coef,
-            **{key: value / steps for key, value in stats.items()},
+            **{key: (value / steps).item() for key, value in stats.items()},
             "reset": reset,
         }
 
-    def optimize(self, batch: Rollout, old_logprobs, advantages, returns) -> dict[str, float]:
+    def optimize(self, batch: Rollout, old_logprobs, advantages, returns) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         logprobs = token_logprobs(response_logits(self.policy, batch), batch.response_ids)
         ratio = torch.exp(logprobs - old_logprobs)
@@ -125,10 +125,10 @@ class PPOTrainer:
         loss.backward()
         nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
         self.optimizer.step()
-        return {
-            "policy_loss": policy_loss.item(),
-            "value_loss": value_loss.item(),
-            "clip_fraction": ((ratio - 1).abs() > cfg.clip_range).float().mean().item(),
+        return {  # tensors, read once per iteration: a .item() per step would stall the GPU
+            "policy_loss": policy_loss.detach(),
+            "value_loss": value_loss.detach(),
+            "clip_fraction": ((ratio - 1).abs() > cfg.clip_range).float().mean(),
         }
 
     def train(self, on_iteration: Callable[[dict], None], on_eval: Callable[[int, dict], None]) -> None:

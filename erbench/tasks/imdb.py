@@ -301,7 +301,6 @@ class TfidfReward:
 # ----------------------------------------------------------------------------------------------- task
 
 class ImdbTask:
-    name = "imdb"
     config_class = ImdbConfig
 
     def __init__(self, cfg: ImdbConfig, data_dir: Path | None, cache_dir: Path, device: torch.device, seed: int = 0):
