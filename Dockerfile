@@ -8,4 +8,4 @@ RUN python -m pip install -q --upgrade pip \
  && python -m pip install -q --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
  && python -m pip install -q -e '.[test]'
 ENV ERBENCH_DATA=/data
-CMD ["python", "-m", "pytest", "-q"]
+CMD ["sh", "-c", "python -m pytest -q && ERBENCH_QUIET=1 erbench check"]

@@ -46,7 +46,7 @@ def main():
     per_iteration = {phase: trainer.seconds[phase] / args.iterations for phase in PHASES}
     device = torch.cuda.get_device_name() if task.device.type == "cuda" else f"{cpu_model()}, {torch.get_num_threads()} threads"
     result = {
-        "scale": args.scale, "method": args.method, "iterations": args.iterations, "device": device,
+        "schema": "erbench.benchmark/1", "scale": args.scale, "method": args.method, "iterations": args.iterations, "device": device,
         "ema_update": "opt_step", "resets_in_window": len(trainer.method.reset_iterations),
         "seconds_per_iteration": wall, "phase_seconds_per_iteration": per_iteration,
         "elastic_reset_share": per_iteration["ema_reset"] / wall,

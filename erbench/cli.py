@@ -88,6 +88,134 @@ def run(
     typer.echo(f"record: {path}")
 
 
+RESULTS_HELP = "folder searched (recursively) for run records; its reference/ subfolder is left out"
+
+
+def load_runs(results: Path, checkpoint: str):
+    from erbench.report.records import curves_table, read_records, runs_table
+
+    if checkpoint not in ("final", "best"):
+        raise ErbenchError(f"unknown checkpoint '{checkpoint}'", "use --checkpoint final or --checkpoint best")
+    records = read_records(results, warn=lambda message: typer.echo(f"warning: {message}", err=True))
+    if not records:
+        raise ErbenchError(f"no completed run records under {results}", "run `erbench run TASK --method M` first, or pass --results DIR")
+    return runs_table(records, checkpoint), curves_table(records)
+
+
+@app.command()
+def plot(
+    pareto: bool = typer.Option(False, "--pareto", help="reward against drift, one front per method"),
+    curves: bool = typer.Option(False, "--curves", help="reward and drift against iteration, resets marked"),
+    task: str = typer.Option(None, help="only this task (default: every task found)"),
+    x: str = typer.Option(None, help="drift metric on the x axis (default: the task's first drift metric)"),
+    y: str = typer.Option("reward", help="reward metric on the y axis"),
+    checkpoint: str = typer.Option("final", help="final | best (best-by-reward evaluation, as SIL reports)"),
+    results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    out: Path = typer.Option(None, help="output file (.png, .svg or .pdf); default results/<kind>-<task>.png"),
+):
+    """Draw Pareto fronts (--pareto) and training curves (--curves) from stored run records."""
+    try:
+        from erbench.report import plots
+        from erbench.report.tables import drift_metrics
+
+        if not (pareto or curves):
+            raise ErbenchError("nothing to plot", "pass --pareto and/or --curves")
+        if out is not None and out.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise ErbenchError(f"cannot write a plot to {out}", "give --out a .png, .svg or .pdf file")
+        runs, curve_rows = load_runs(results, checkpoint)
+        tasks = [task] if task else sorted(runs["task"].unique())
+        for name in tasks:
+            if name not in set(runs["task"]):
+                raise ErbenchError(f"no records of task '{name}' under {results}", f"tasks found: {', '.join(sorted(runs['task'].unique()))}")
+            drift = x or next(iter(drift_metrics(name)), None)
+            for metric in (drift, y):
+                if metric is None or metric not in runs or runs.loc[runs["task"] == name, metric].isna().all():
+                    raise ErbenchError(f"task {name} records have no metric '{metric}'",
+                                       f"choose among: {', '.join(c for c in runs.columns if c in curve_rows.columns and c not in ('task', 'scale', 'method', 'setting', 'seed', 'path'))}")
+            for kind, wanted in (("pareto", pareto), ("curves", curves)):
+                if not wanted:
+                    continue
+                target = out if out is not None and len(tasks) == 1 and not (pareto and curves) else results / f"{kind}-{name}.png"
+                if kind == "pareto":
+                    path = plots.pareto(runs, curve_rows, name, drift, y, target)
+                else:
+                    path = plots.training_curves(curve_rows, name, target)
+                typer.echo(f"wrote {path}")
+    except ErbenchError as e:
+        fail(e)
+
+
+@app.command()
+def report(
+    format: str = typer.Option("md", "--format", help="md | csv | json"),
+    published: bool = typer.Option(False, "--published", help="add the cited numbers of results/published.csv"),
+    claims: bool = typer.Option(False, "--claims", help="check the paper's claims (results/claims.toml)"),
+    checkpoint: str = typer.Option("final", help="final | best"),
+    drift_budget: float = typer.Option(None, help="drift budget for reward@budget (default: the median drift)"),
+    results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    claims_file: Path = typer.Option(Path("results/claims.toml"), help="the claims to check"),
+    published_file: Path = typer.Option(Path("results/published.csv"), help="the published numbers"),
+):
+    """Print mean ± s.e. over seeds per task, scale and method, reward at a drift budget and front hypervolume."""
+    try:
+        import pandas as pd
+
+        from erbench.report import tables
+        from erbench.report.claims import evaluate, load_claims
+
+        if format not in ("md", "csv", "json"):
+            raise ErbenchError(f"unknown format '{format}'", "use --format md, csv or json")
+        runs, _ = load_runs(results, checkpoint)
+        table, notes = tables.summary(runs, drift_budget)
+        pub = tables.published_rows(published_file, set(runs["task"])) if published else pd.DataFrame()
+        if format == "md":
+            typer.echo(tables.markdown(table, notes, pub))
+        elif format == "csv":
+            typer.echo(pd.concat([table, pub], ignore_index=True).to_csv(index=False).rstrip())
+        else:
+            typer.echo(pd.concat([table, pub], ignore_index=True).to_json(orient="records", indent=1))
+        if claims:
+            typer.echo("\n### Claims\n")
+            for claim in load_claims(claims_file):
+                for verdict in evaluate(claim, runs):
+                    typer.echo(f"- **{verdict.verdict}** `{claim['id']}` (scale {verdict.scale}): {claim['text']}. {verdict.evidence}")
+    except ErbenchError as e:
+        fail(e)
+
+
+@app.command()
+def check(
+    reference: Path = typer.Option(Path("results/reference"), help="folder with grid.toml and the reference records"),
+    fresh: Path = typer.Option(None, help="compare these records (named like the references) instead of re-running"),
+    update: bool = typer.Option(False, "--update", help="re-run the grid and overwrite the reference records"),
+    data_dir: Path = typer.Option(None, help=DATA_HELP),
+    cache_dir: Path = typer.Option(None, help=CACHE_HELP),
+):
+    """Re-run the reference grid and fail (exit 1) when a metric moves beyond its tolerance."""
+    try:
+        from erbench.report import check as regression
+
+        grid = regression.load_grid(reference)
+        if update:
+            records = regression.fresh_records(grid, *dirs(data_dir, cache_dir))
+            regression.update(reference, records)
+            typer.echo(f"updated {len(records)} reference records in {reference}")
+            return
+        references = {name: regression.read(reference / f"{name}.json") for name, _ in regression.grid_runs(grid)}
+        records = regression.copy_fresh(fresh, grid) if fresh else regression.fresh_records(grid, *dirs(data_dir, cache_dir))
+        rows = [row for name in references for row in regression.compare(name, references[name], records[name], grid["tolerance"])]
+    except ErbenchError as e:
+        fail(e)
+    typer.echo(f"{'run':34s} {'split':5s} {'metric':20s} {'reference':>12s} {'fresh':>12s} {'|diff|':>10s} {'tolerance':>10s}")
+    for row in rows:
+        typer.echo(f"{row.run:34s} {row.split:5s} {row.metric:20s} {row.reference:12.6g} {row.fresh:12.6g} "
+                   f"{abs(row.fresh - row.reference):10.3g} {row.tolerance:10.3g}{'' if row.ok else '  REGRESSION'}")
+    failed = [row for row in rows if not row.ok]
+    typer.echo(f"{len(rows) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
 def main():
     try:
         app()

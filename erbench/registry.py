@@ -11,6 +11,9 @@ from erbench.errors import ErbenchError
 class TaskSpec:
     target: str  # "module:attr" of the task class
     description: str
+    # Drift metrics of the run records, each "lower" or "higher" is better; the first is the default x axis.
+    drift_metrics: dict[str, str] = field(default_factory=dict)
+    reward_metric: str = "reward"
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ TASKS: dict[str, TaskSpec] = {
     "imdb": TaskSpec(
         "erbench.tasks.imdb:ImdbTask",
         "IMDB mock sentiment: continue review prompts positively; drift = perplexity on human reviews, KL to the initial LM",
+        drift_metrics={"perplexity": "lower", "kl_to_init": "lower"},
     ),
 }
 

@@ -12,6 +12,7 @@ Assets per scale (built once by `prepare`, cached under a key of the fields that
   paper  lvwerra/gpt2-imdb policy, lvwerra/distilbert-imdb reward (hub)
 """
 
+import functools
 import hashlib
 import json
 import math
@@ -174,6 +175,12 @@ def split_reviews(groups: dict[str, list[tuple[str, str]]]) -> ImdbSplits:
     return ImdbSplits(shuffled[:20000], shuffled[20000:], test, [t for _, t in groups["train/unsup"]])
 
 
+@functools.lru_cache(maxsize=2)
+def load_splits(source: Path) -> ImdbSplits:
+    """Read once per process: several runs in one process (erbench check) share the parsed reviews."""
+    return split_reviews(read_reviews(source))
+
+
 # ----------------------------------------------------------------------------------------------- assets
 
 def asset_key(cfg: ImdbConfig) -> str:
@@ -306,13 +313,10 @@ class ImdbTask:
     def __init__(self, cfg: ImdbConfig, data_dir: Path | None, cache_dir: Path, device: torch.device, seed: int = 0):
         self.cfg, self.data_dir, self.cache_dir, self.device, self.seed = cfg, data_dir, cache_dir, device, seed
         self.asset_dir = cache_dir / "imdb" / asset_key(cfg)
-        self._splits: ImdbSplits | None = None
 
     @property
     def splits(self) -> ImdbSplits:
-        if self._splits is None:
-            self._splits = split_reviews(read_reviews(find_imdb(self.data_dir, self.cache_dir)))
-        return self._splits
+        return load_splits(find_imdb(self.data_dir, self.cache_dir))
 
     # --- prepare: build the cached assets once ---------------------------------------------------
 

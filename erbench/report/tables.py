@@ -1,0 +1,109 @@
+"""The tables a paper prints: per task, scale and method, mean ± standard error over seeds, the reward
+reached within a drift budget, and the hypervolume of each method's reward/drift front."""
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from erbench.registry import TASKS
+from erbench.report.pareto import hypervolume, pareto_front, reward_at_drift
+from erbench.report.records import mean_and_stderr
+
+
+def drift_metrics(task: str) -> dict[str, str]:
+    spec = TASKS.get(task)
+    return spec.drift_metrics if spec else {}
+
+
+def oriented(values, direction: str) -> np.ndarray:
+    """Drift with lower = better."""
+    values = np.asarray(values, float)
+    return values if direction == "lower" else -values
+
+
+def setting_means(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per (task, scale, method, setting): n seeds, the seeds, and mean / s.e. of each metric."""
+    rows = []
+    for (task, scale, method, setting), group in runs.groupby(["task", "scale", "method", "setting"], sort=True):
+        row = {"task": task, "scale": scale, "method": method, "setting": setting, "n_seeds": group["seed"].nunique(),
+               "seeds": ",".join(str(s) for s in sorted(group["seed"].unique()))}
+        for metric in metrics:
+            if metric in group:
+                row[metric], row[f"{metric}_se"] = mean_and_stderr(group[metric].tolist())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary(runs: pd.DataFrame, drift_budget: float | None = None) -> tuple[pd.DataFrame, dict]:
+    """Setting-level means plus, per method, `hypervolume` and `reward_at_budget` on the task's default drift.
+
+    Hypervolume: area with more reward than the initial model and less drift than the worst run of the
+    task and scale (the reference point), dominated by the method's front of setting means.
+    The drift budget defaults to the median drift of all runs of the task and scale."""
+    tables, notes = [], {}
+    for (task, scale), runs_here in runs.groupby(["task", "scale"], sort=True):
+        drifts = drift_metrics(task)
+        metrics = ["reward", *drifts, *[f"test_{m}" for m in ("reward", *drifts)]]
+        table = setting_means(runs_here, [m for m in metrics if m in runs_here])
+        if drifts:
+            x, direction = next(iter(drifts.items()))
+            ref_x = float(oriented(runs_here[x], direction).max())
+            ref_y = float(runs_here["initial_reward"].mean())
+            budget = drift_budget if drift_budget is not None else float(runs_here[x].median())
+            notes[(task, scale)] = {"drift": x, "reference": (ref_x if direction == "lower" else -ref_x, ref_y), "budget": budget}
+            for method, rows in table.groupby("method"):
+                xs, ys = oriented(rows[x], direction), rows["reward"].to_numpy()
+                table.loc[rows.index, "hypervolume"] = hypervolume(xs, ys, (ref_x, ref_y))
+                table.loc[rows.index, "reward_at_budget"] = reward_at_drift(xs, ys, budget if direction == "lower" else -budget)
+                table.loc[rows.index, "on_front"] = np.isin(np.arange(len(rows)), pareto_front(xs, ys))
+        tables.append(table)
+    return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), notes
+
+
+def published_rows(path: Path, tasks: set[str]) -> pd.DataFrame:
+    """Cited published numbers for the tasks at hand; their scale column says where they come from."""
+    if not path.exists():
+        return pd.DataFrame()
+    lines = [line for line in path.read_text().splitlines(keepends=True) if not line.startswith("#")]
+    published = pd.read_csv(io.StringIO("".join(lines)))  # not comment="#": sources cite issues like #28
+    return published[published["task"].isin(tasks)]
+
+
+def fmt(mean: float, se: float) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return ""
+    digits = 4 if abs(mean) < 10 else 2
+    return f"{mean:.{digits}f}" + ("" if se is None or math.isnan(se) else f" ± {se:.{digits}f}")
+
+
+def markdown(table: pd.DataFrame, notes: dict, published: pd.DataFrame) -> str:
+    out = []
+    for (task, scale), rows in table.groupby(["task", "scale"], sort=True):
+        drifts = list(drift_metrics(task))
+        note = notes.get((task, scale), {})
+        out.append(f"### {task}, scale `{scale}`\n")
+        if note:
+            out.append(f"Final val checkpoint, mean ± s.e. over seeds. Hypervolume on ({note['drift']}, reward) against "
+                       f"the reference point ({note['reference'][0]:.4g}, {note['reference'][1]:.4g}) = (worst drift, "
+                       f"initial reward); reward@budget = best setting reward with {note['drift']} <= {note['budget']:.4g}.\n")
+        header = ["method", "setting", "seeds", "reward", *drifts, "test reward", *[f"test {d}" for d in drifts],
+                  "reward@budget", "hypervolume"]
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "---|" * len(header))
+        for _, row in rows.iterrows():
+            cells = [row["method"], row["setting"] or "–", f"{row['n_seeds']} ({row['seeds']})",
+                     fmt(row.get("reward"), row.get("reward_se")), *[fmt(row.get(d), row.get(f"{d}_se")) for d in drifts],
+                     fmt(row.get("test_reward"), row.get("test_reward_se")),
+                     *[fmt(row.get(f"test_{d}"), row.get(f"test_{d}_se")) for d in drifts],
+                     fmt(row.get("reward_at_budget"), None), fmt(row.get("hypervolume"), None)]
+            out.append("| " + " | ".join(str(c) for c in cells) + " |")
+        pub = published[published["task"] == task] if len(published) else published
+        for _, row in pub.iterrows():
+            cells = [f"{row['method']} [{row['scale']}]", row["source"], "published",
+                     fmt(row.get("reward"), None), *[fmt(row.get(d), None) for d in drifts], "", *[""] * len(drifts), "", ""]
+            out.append("| " + " | ".join(str(c) for c in cells) + " |")
+        out.append("")
+    return "\n".join(out)

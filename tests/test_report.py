@@ -1,0 +1,188 @@
+"""Reporting from run records: fronts, hypervolume, tables, claims, plots, robustness and the CI check."""
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import erbench
+from erbench.report.check import compare
+from erbench.report.pareto import hypervolume, pareto_front, reward_at_drift
+from erbench.report.records import read_records, runs_table
+
+
+def brute_force_front(drift, reward):
+    points = list(zip(drift, reward))
+    keep = set()
+    for i, (x, y) in enumerate(points):
+        dominated = any((x2 <= x and y2 >= y and (x2, y2) != (x, y)) for x2, y2 in points)
+        if not dominated:
+            keep.add((x, y))
+    return keep
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pareto_front_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 30))
+    # Few distinct values: plenty of ties and exact duplicates.
+    drift, reward = rng.integers(0, 6, n).astype(float), rng.integers(0, 6, n).astype(float)
+    front = pareto_front(drift, reward)
+    assert {(drift[i], reward[i]) for i in front} == brute_force_front(drift, reward)
+    assert len(front) == len({(drift[i], reward[i]) for i in front})  # each front point once
+
+
+def test_pareto_front_of_one_point():
+    assert pareto_front([3.0], [1.0]).tolist() == [0]
+
+
+def test_hypervolume_by_hand():
+    # One point: a 2 x 3 rectangle between (1, 4) and the reference (3, 1).
+    assert hypervolume([1.0], [4.0], (3.0, 1.0)) == pytest.approx(6.0)
+    # A staircase: (1, 2) and (2, 4) against (4, 0): [1,2)x2 + [2,4)x4 = 2 + 8.
+    assert hypervolume([1.0, 2.0], [2.0, 4.0], (4.0, 0.0)) == pytest.approx(10.0)
+    # A dominated point adds nothing; points beyond the reference add nothing.
+    assert hypervolume([1.0, 2.0, 1.5], [2.0, 4.0, 1.0], (4.0, 0.0)) == pytest.approx(10.0)
+    assert hypervolume([5.0, 1.0], [9.0, -1.0], (4.0, 0.0)) == 0.0
+    assert reward_at_drift([1.0, 2.0, 3.0], [0.1, 0.5, 0.9], 2.5) == 0.5
+    assert math.isnan(reward_at_drift([3.0], [0.9], 1.0))
+
+
+def record(method, seed, reward, perplexity, kl, scale="tiny", resets=(), **config):
+    curve = [{"iteration": 0, "resets_so_far": 0, "reward": 0.5, "perplexity": 100.0, "kl_to_init": 0.0},
+             {"iteration": 5, "resets_so_far": len(resets), "reward": reward, "perplexity": perplexity, "kl_to_init": kl}]
+    return {
+        "schema": "erbench.run/1", "status": "completed", "task": "imdb", "scale": scale, "method": method, "seed": seed,
+        "task_config": {"top_k": 50}, "train": {"kl_coef": config.get("kl_coef", 0.001), "device": "cpu"},
+        "method_config": {"ema_decay": 0.995}, "eval_curve": curve, "resets": list(resets),
+        "final": {"val": curve[-1], "test": {**curve[-1], "reward": reward - 0.01}},
+    }
+
+
+@pytest.fixture
+def results(tmp_path):
+    """Fixture records: 3 seeds of elastic and ppo (two β settings for ppo) and 2 seeds of reset."""
+    folder = tmp_path / "results"
+    runs = [record("elastic", s, 0.80 + 0.01 * s, 120 + s, 5 + s, resets=(3,)) for s in range(3)]
+    runs += [record("ppo", s, 0.85 + 0.01 * s, 200 + 2 * s, 20 + s, kl_coef=0.001) for s in range(3)]
+    runs += [record("ppo", s, 0.70 + 0.01 * s, 110 + s, 2 + s, kl_coef=0.1) for s in range(3)]
+    runs += [record("reset", s, 0.60, 105.0, 1.0) for s in range(2)]
+    for i, r in enumerate(runs):
+        path = folder / "runs" / f"{r['method']}-{i}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(r))
+    return folder
+
+
+def test_report_numbers_equal_a_direct_pandas_computation(results, tmp_path):
+    out = erbench("report", "--format", "json", "--results", str(results), cache_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    table = pd.DataFrame(json.loads(out.stdout))
+    direct = pd.DataFrame([r for p in sorted(results.rglob("*.json")) for r in [json.loads(p.read_text())]])
+    direct["reward"] = [r["final"]["val"]["reward"] for _, r in direct.iterrows()]
+    direct["beta"] = [r["train"]["kl_coef"] for _, r in direct.iterrows()]
+    expected = direct.groupby(["method", "beta"])["reward"].agg(["mean", "sem", "count"]).reset_index()
+    for _, row in expected.iterrows():
+        label = f"β0={row['beta']}" if row["method"] == "ppo" else ""
+        [ours] = table[(table["method"] == row["method"]) & (table["setting"] == label)].to_dict("records")
+        assert ours["reward"] == pytest.approx(row["mean"])
+        assert ours["n_seeds"] == row["count"]
+        if row["count"] > 1:
+            assert ours["reward_se"] == pytest.approx(row["sem"])
+
+
+def test_report_markdown_has_published_rows_and_claims(results, tmp_path):
+    out = erbench("report", "--published", "--claims", "--results", str(results), cache_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "published (RL4LMs)" in out.stdout and "0.6050" in out.stdout
+    assert "translation" not in out.stdout  # published rows only for tasks with records
+    # elastic (0.81 reward at ppl 121) beats ppo's best-reward setting (0.86 at 202)? No: lower reward.
+    assert "**CONTRADICTED** `imdb-elastic-vs-ppo`" in out.stdout
+    assert "**NOT ENOUGH DATA** `imdb-elastic-dominates-resets`" in out.stdout  # reset has 2 seeds, reset-ema none
+
+
+def test_claim_supported_when_the_method_wins(results, tmp_path):
+    for s in range(3):
+        (results / "runs" / f"elastic-strong-{s}.json").write_text(
+            json.dumps(record("elastic", s, 0.95, 150.0, 9.0, ema_decay=0.99) | {"method_config": {"ema_decay": 0.99}}))
+    out = erbench("report", "--claims", "--results", str(results), cache_dir=tmp_path)
+    assert "**SUPPORTED** `imdb-elastic-vs-ppo`" in out.stdout
+
+
+def test_bad_files_are_skipped_with_a_warning_and_never_modified(results, tmp_path):
+    (results / "corrupt.json").write_text('{"schema": "erbench.run/1", "status": ')
+    (results / "foreign.json").write_text(json.dumps({"hello": "world"}))
+    (results / "partial.json").write_text(json.dumps(record("ppo", 9, 0.5, 100, 1) | {"status": "running"}))
+    (results / "future.json").write_text(json.dumps(record("ppo", 9, 0.5, 100, 1) | {"schema": "erbench.run/2"}))
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in results.rglob("*") if p.is_file()}
+    warnings = []
+    records = read_records(results, warn=warnings.append)
+    assert len(records) == 11
+    for name, why in [("corrupt", "not readable JSON"), ("foreign", "not an erbench run record"),
+                      ("partial", "not completed"), ("future", "erbench.run/2")]:
+        assert any(name in w and why in w for w in warnings), (name, warnings)
+    out = erbench("plot", "--pareto", "--curves", "--results", str(results), cache_dir=tmp_path)
+    assert out.returncode == 0 and out.stderr.count("warning: skipped") == 4
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in results.rglob("*") if p.is_file() and p.suffix == ".json"}
+    assert after == {p: h for p, h in before.items() if p.suffix == ".json"}
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
+def test_plots_render_with_one_series_per_method(results, tmp_path, suffix, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from erbench.report import plots
+    from erbench.report.records import curves_table
+
+    records = read_records(results)
+    runs, curves = runs_table(records), curves_table(records)
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, out: (figures.append(fig), fig.savefig(out), out)[-1])
+    out = plots.pareto(runs, curves, "imdb", "perplexity", "reward", tmp_path / f"pareto{suffix}")
+    assert out.stat().st_size > 1000
+    legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert sorted(legend) == ["elastic", "initial model", "ppo", "reset"]
+    out = plots.training_curves(curves, "imdb", tmp_path / f"curves{suffix}")
+    assert out.stat().st_size > 1000
+    reward_axis = figures[1].axes[0]
+    assert sorted(t.get_text() for t in reward_axis.get_legend().get_texts()) == ["elastic", "ppo [β0=0.001]", "ppo [β0=0.1]", "reset"]
+    assert any(line.get_linestyle() == ":" for line in reward_axis.get_lines())  # elastic's reset at iteration 3
+    plt.close("all")
+
+
+def test_plot_refuses_an_unknown_metric_and_format(results, tmp_path):
+    out = erbench("plot", "--pareto", "--x", "bleu", "--results", str(results), cache_dir=tmp_path)
+    assert out.returncode == 2 and "no metric 'bleu'" in out.stderr
+    out = erbench("plot", "--pareto", "--out", str(tmp_path / "p.jpg"), "--results", str(results), cache_dir=tmp_path)
+    assert out.returncode == 2 and ".png, .svg or .pdf" in out.stderr
+
+
+def test_check_fails_beyond_tolerance_and_passes_within(tmp_path):
+    tolerances = {"reward": {"abs": 0.02, "rel": 0.0}, "perplexity": {"abs": 0.0, "rel": 0.02}}
+    reference = record("elastic", 0, 0.80, 120.0, 5.0)
+    within = json.loads(json.dumps(reference))
+    within["final"]["val"]["reward"] += 0.019
+    within["final"]["test"]["perplexity"] *= 1.019
+    assert all(row.ok for row in compare("r", reference, within, tolerances))
+    beyond = json.loads(json.dumps(reference))
+    beyond["final"]["val"]["perplexity"] *= 1.03
+    failed = [row for row in compare("r", reference, beyond, tolerances) if not row.ok]
+    assert [(row.split, row.metric) for row in failed] == [("val", "perplexity")]
+
+
+def test_check_cli_exits_1_on_a_regression(tmp_path):
+    reference, fresh = tmp_path / "reference", tmp_path / "fresh"
+    reference.mkdir(), fresh.mkdir()
+    (reference / "grid.toml").write_text(
+        '[[grid]]\ntask = "imdb"\nscale = "tiny"\nseeds = [0]\nmethods = ["elastic"]\n'
+        '[tolerance]\nreward = { abs = 0.02, rel = 0.0 }\n')
+    (reference / "imdb-tiny-elastic-seed0.json").write_text(json.dumps(record("elastic", 0, 0.8, 120.0, 5.0)))
+    (fresh / "imdb-tiny-elastic-seed0.json").write_text(json.dumps(record("elastic", 0, 0.81, 120.0, 5.0)))
+    ok = erbench("check", "--reference", str(reference), "--fresh", str(fresh), cache_dir=tmp_path)
+    assert ok.returncode == 0 and "2 passed, 0 failed" in ok.stdout
+    (fresh / "imdb-tiny-elastic-seed0.json").write_text(json.dumps(record("elastic", 0, 0.9, 120.0, 5.0)))
+    bad = erbench("check", "--reference", str(reference), "--fresh", str(fresh), cache_dir=tmp_path)
+    assert bad.returncode == 1 and "REGRESSION" in bad.stdout and "0 passed, 2 failed" in bad.stdout
