@@ -65,11 +65,12 @@ def prepare(
 @app.command()
 def run(
     task: str = typer.Argument(..., help="task name (see `erbench list`)"),
-    method: str = typer.Option(..., "--method", "-m", help="ppo | ppo-nokl | reset | reset-ema | ema-ref | elastic"),
+    method: str = typer.Option(..., "--method", "-m", help="ppo | ppo-nokl | reset | reset-ema | ema-ref | elastic | nlpo"),
     scale: str = typer.Option("tiny", help="tiny | small | paper"),
     seed: int = typer.Option(0, help="random seed"),
     set_: list[str] = typer.Option([], "--set", help="override any recipe field: section.key=value (sections: task, train, method)"),
     out: Path = typer.Option(Path("results/runs"), help="folder for the run record"),
+    eval_ema: bool = typer.Option(False, "--eval-ema", help="also evaluate the EMA model at every evaluation"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
 ):
@@ -77,7 +78,7 @@ def run(
     try:
         from erbench.runner import FINAL_KEYS, resolve_run, run as run_task
 
-        cfg = resolve_run(task, method, scale, seed, set_)
+        cfg = resolve_run(task, method, scale, seed, set_ + (["train.eval_ema=true"] if eval_ema else []))
         path, record = run_task(cfg, out, *dirs(data_dir, cache_dir))
     except ErbenchError as e:
         fail(e)
@@ -88,18 +89,42 @@ def run(
     typer.echo(f"record: {path}")
 
 
+@app.command()
+def interpolate(
+    record: Path = typer.Argument(..., help="a completed run's record (.json)"),
+    alphas: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="comma-separated weights a in [0, 1]"),
+    data_dir: Path = typer.Option(None, help=DATA_HELP),
+    cache_dir: Path = typer.Option(None, help=CACHE_HELP),
+):
+    """Evaluate (1 - a) * theta0 + a * theta for a run's final policy (and EMA); store the curve in its record."""
+    try:
+        from erbench.methods.interpolation import interpolate as run_interpolation
+
+        try:
+            weights = [float(a) for a in alphas.split(",")]
+        except ValueError:
+            raise ErbenchError(f"invalid --alphas '{alphas}'", "give comma-separated numbers, e.g. 0,0.5,1") from None
+        curves = run_interpolation(record, weights, *dirs(data_dir, cache_dir))
+    except ErbenchError as e:
+        fail(e)
+    for name, points in curves.items():
+        for point in points:
+            typer.echo(f"{name:6s} alpha {point['alpha']:.2f}  reward {point['reward']:.4f}  perplexity {point['perplexity']:.2f}  kl_to_init {point['kl_to_init']:.4f}")
+    typer.echo(f"stored in {record}")
+
+
 RESULTS_HELP = "folder searched (recursively) for run records; its reference/ subfolder is left out"
 
 
 def load_runs(results: Path, checkpoint: str):
-    from erbench.report.records import curves_table, read_records, runs_table
+    from erbench.report.records import curves_table, interpolation_table, read_records, runs_table
 
     if checkpoint not in ("final", "best"):
         raise ErbenchError(f"unknown checkpoint '{checkpoint}'", "use --checkpoint final or --checkpoint best")
     records = read_records(results, warn=lambda message: typer.echo(f"warning: {message}", err=True))
     if not records:
         raise ErbenchError(f"no completed run records under {results}", "run `erbench run TASK --method M` first, or pass --results DIR")
-    return runs_table(records, checkpoint), curves_table(records)
+    return runs_table(records, checkpoint), curves_table(records), interpolation_table(records)
 
 
 @app.command()
@@ -122,7 +147,7 @@ def plot(
             raise ErbenchError("nothing to plot", "pass --pareto and/or --curves")
         if out is not None and out.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise ErbenchError(f"cannot write a plot to {out}", "give --out a .png, .svg or .pdf file")
-        runs, curve_rows = load_runs(results, checkpoint)
+        runs, curve_rows, interpolations = load_runs(results, checkpoint)
         tasks = [task] if task else sorted(runs["task"].unique())
         for name in tasks:
             if name not in set(runs["task"]):
@@ -137,7 +162,7 @@ def plot(
                     continue
                 target = out if out is not None and len(tasks) == 1 and not (pareto and curves) else results / f"{kind}-{name}.png"
                 if kind == "pareto":
-                    path = plots.pareto(runs, curve_rows, name, drift, y, target)
+                    path = plots.pareto(runs, curve_rows, name, drift, y, target, interpolations)
                 else:
                     path = plots.training_curves(curve_rows, name, target)
                 typer.echo(f"wrote {path}")
@@ -165,7 +190,7 @@ def report(
 
         if format not in ("md", "csv", "json"):
             raise ErbenchError(f"unknown format '{format}'", "use --format md, csv or json")
-        runs, _ = load_runs(results, checkpoint)
+        runs, _, _ = load_runs(results, checkpoint)
         table, notes = tables.summary(runs, drift_budget)
         pub = tables.published_rows(published_file, set(runs["task"])) if published else pd.DataFrame()
         if format == "md":

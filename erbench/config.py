@@ -45,6 +45,7 @@ class TrainConfig:
     kl_controller: Literal["adaptive", "fixed"] = "adaptive"
     kl_target: float = 1.0  # adaptive controller's target KL (nats per sequence)
     eval_every: int = 1  # evaluate on val prompts every k iterations (and after the last)
+    eval_ema: bool = False  # also evaluate the EMA model (methods that keep one) at every evaluation
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self):
@@ -77,11 +78,17 @@ class MethodConfig:
     ema_update: Literal["opt_step", "ppo_epoch", "iteration"] = "iteration"  # when the EMA is updated
     reset_critic: bool = False  # also reset the critic to its initial weights at each reset
     reset_optimizer: bool = False  # also clear AdamW state of the policy parameters (never the critic's)
+    mask_top_p: float = 0.9  # NLPO: act only within the masking policy's top-p tokens (RL4LMs top_mask)
+    mask_min_tokens: int = 100  # NLPO: the mask keeps at least this many tokens (RL4LMs min_tokens_to_keep)
+    mask_update_every: int = 5  # NLPO: refresh the masking policy every k iterations (target_update_iterations)
 
     def __post_init__(self):
         require(0 <= self.ema_decay <= 1, "method.ema_decay", self.ema_decay, "in [0, 1]")
         if self.reset_every is not None:
             require(self.reset_every >= 1, "method.reset_every", self.reset_every, "an integer >= 1, or none to never reset")
+        require(0 < self.mask_top_p <= 1, "method.mask_top_p", self.mask_top_p, "in (0, 1]")
+        require(self.mask_min_tokens >= 1, "method.mask_min_tokens", self.mask_min_tokens, "an integer >= 1")
+        require(self.mask_update_every >= 1, "method.mask_update_every", self.mask_update_every, "an integer >= 1")
         if self.first_reset_after is not None:
             require(self.first_reset_after >= 1, "method.first_reset_after", self.first_reset_after, ">= 1, or none")
 

@@ -21,6 +21,7 @@ class MethodSpec:
     description: str
     # Overrides applied on top of the scale's recipe: {"section": {"field": value}}.
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hook: str = "erbench.methods.elastic_reset:ElasticReset"  # "module:attr" of the trainer hook
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -45,6 +46,11 @@ METHODS: dict[str, MethodSpec] = {
     "reset-ema": MethodSpec("reset the online policy to its EMA every n iterations; the EMA is never reset", {"method": {"reset_ema": False}}),
     "ema-ref": MethodSpec("KL penalty towards an EMA of the policy; no resets", {"method": {"reset_every": None, "kl_reference": "ema"}}),
     "elastic": MethodSpec("Elastic Reset: every n iterations online <- EMA, then EMA <- initial model", {"method": {"reset_ema": True}}),
+    "nlpo": MethodSpec(
+        "NLPO (RL4LMs): PPO acting only within the top-p tokens of a periodically refreshed masking policy",
+        {"method": {"reset_every": None, "kl_reference": "init"}},
+        hook="erbench.methods.nlpo:Nlpo",
+    ),
 }
 
 
@@ -60,6 +66,14 @@ def resolve_method(name: str) -> MethodSpec:
     return METHODS[name]
 
 
-def load_task_class(name: str):
-    module, attr = resolve_task(name).target.split(":")
+def load(target: str):
+    module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def load_task_class(name: str):
+    return load(resolve_task(name).target)
+
+
+def load_method_hook(name: str):
+    return load(resolve_method(name).hook)

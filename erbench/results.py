@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from erbench import __version__
+from erbench.errors import ErbenchError
 
 RECORD_SCHEMA = "erbench.run/1"
 
@@ -26,6 +27,19 @@ def atomic_write_json(path: Path, data: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_record(path: Path, fix: str) -> dict:
+    """A completed run record, or an ErbenchError naming the problem and `fix`."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ErbenchError(f"cannot read run record {path}: {e}", fix) from None
+    if not isinstance(record, dict) or record.get("schema") != RECORD_SCHEMA:
+        raise ErbenchError(f"{path} is not an {RECORD_SCHEMA} run record", fix)
+    if record.get("status") != "completed":
+        raise ErbenchError(f"{path} is a run with status {record.get('status')!r}, not a completed one", fix)
+    return record
 
 
 def git_commit() -> str | None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from erbench.config import RunConfig, resolve
-from erbench.methods.elastic_reset import ElasticReset, frozen_copy
+from erbench.methods.elastic_reset import frozen_copy
 from erbench.progress import progress_bar
-from erbench.registry import load_task_class
+from erbench.registry import load_method_hook, load_task_class
 from erbench.results import RECORD_SCHEMA, atomic_write_json, environment
 from erbench.rl.policy import Critic
 from erbench.rl.ppo import PPOTrainer, make_optimizer
@@ -56,7 +56,7 @@ def build_trainer(cfg: RunConfig, task) -> PPOTrainer:
     init_model = frozen_copy(policy)
     critic = Critic(policy).to(task.device).eval()
     optimizer = make_optimizer([policy, critic], cfg.train)
-    method = ElasticReset(cfg.method_config, policy, init_model, critic, optimizer)
+    method = load_method_hook(cfg.method)(cfg.method_config, policy, init_model, critic, optimizer)
     return PPOTrainer(cfg.train, task, policy, critic, optimizer, method, generator)
 
 
@@ -70,6 +70,7 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path) -
         "environment": {**environment(), "device": str(task.device),
                         "device_name": torch.cuda.get_device_name(task.device) if task.device.type == "cuda" else "cpu"},
         "timings": {}, "train_curve": [], "eval_curve": [], "resets": [], "final": {},
+        **({"ema_eval_curve": []} if cfg.train.eval_ema else {}),
     }
     started, trainer = time.perf_counter(), None
     try:
@@ -85,13 +86,17 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path) -
                     record["resets"].append(stats["iteration"])
                 advance(info=f"score {stats['score']:.3f} kl {stats['kl']:.3f}" + (" reset" if stats["reset"] else ""))
 
-            def on_eval(iteration: int, metrics: dict):
-                record["eval_curve"].append({"iteration": iteration, "resets_so_far": len(record["resets"]), **metrics})
+            def on_eval(iteration: int, metrics: dict, ema_metrics: dict | None):
+                point = {"iteration": iteration, "resets_so_far": len(record["resets"])}
+                record["eval_curve"].append({**point, **metrics})
+                if ema_metrics is not None:
+                    record["ema_eval_curve"].append({**point, **ema_metrics})
                 record["timings"].update({f"{k}_seconds": v for k, v in trainer.seconds.items()})
                 atomic_write_json(path, record)
 
             trainer.train(on_iteration, on_eval)
         record["final"] = {"val": record["eval_curve"][-1], "test": trainer.evaluate("test")}
+        record["checkpoint"] = str(save_weights(trainer.method, cache_dir / "checkpoints" / path.stem))
         record["status"] = "completed"
     except BaseException as e:
         record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
@@ -104,6 +109,17 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path) -
         if path.exists():  # a run that failed before training started leaves no record
             atomic_write_json(path, record)
     return path, record
+
+
+def save_weights(method, folder: Path) -> Path:
+    """The final online policy (and a separate EMA) as safetensors, for `erbench interpolate`."""
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(method.online_model, str(folder / "policy.safetensors"))
+    if method.ema_model is not None and method.ema_model is not method.init_model:
+        save_model(method.ema_model, str(folder / "ema.safetensors"))
+    return folder
 
 
 def prepare(task: str, scale: str, data_dir: Path | None, cache_dir: Path, sets: list[str], force: bool) -> dict:

@@ -186,3 +186,24 @@ def test_check_cli_exits_1_on_a_regression(tmp_path):
     (fresh / "imdb-tiny-elastic-seed0.json").write_text(json.dumps(record("elastic", 0, 0.9, 120.0, 5.0)))
     bad = erbench("check", "--reference", str(reference), "--fresh", str(fresh), cache_dir=tmp_path)
     assert bad.returncode == 1 and "REGRESSION" in bad.stdout and "0 passed, 2 failed" in bad.stdout
+
+
+def test_pareto_plot_draws_interpolation_curves(results, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from erbench.report import plots
+    from erbench.report.records import curves_table, interpolation_table
+
+    path = results / "runs" / "elastic-0.json"
+    r = json.loads(path.read_text())
+    r["interpolation"] = {"policy": [{"alpha": a, "reward": 0.5 + 0.3 * a, "perplexity": 100 + 20 * a} for a in (0, 0.5, 1)]}
+    path.write_text(json.dumps(r))
+    records = read_records(results)
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, out: (figures.append(fig), out)[-1])
+    plots.pareto(runs_table(records), curves_table(records), "imdb", "perplexity", "reward", tmp_path / "p.png",
+                 interpolation_table(records))
+    dashed = [line for line in figures[0].axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [100, 110, 120]
+    assert "elastic θ(α)" in [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    plt.close("all")

@@ -30,6 +30,7 @@ class ElasticReset:
         self.cfg = cfg
         self.optimizer = optimizer
         self.critic = critic
+        self.online_model = policy
         self.online = [p for p in policy.parameters() if p.requires_grad]
         tracked = {id(p) for p in self.online}
         self.init_model = init_model
@@ -42,6 +43,14 @@ class ElasticReset:
         self.reference_model = self.ema_model if cfg.kl_reference == "ema" else init_model
         self.critic_init = [p.detach().clone() for p in critic.parameters()] if cfg.reset_critic else None
         self.reset_iterations: list[int] = []
+
+    def sampling_processor(self, prompt_mask: torch.Tensor):
+        """A logits processor restricting rollout sampling (NLPO); None: sample the policy as it is."""
+        return None
+
+    def action_mask(self, rollout) -> torch.Tensor | None:
+        """[B, T, V] tokens the PPO ratio may assign probability to (NLPO); None: all of them."""
+        return None
 
     @torch.no_grad()
     def after_update(self, unit: str) -> None:

@@ -31,9 +31,11 @@ def save(fig, out: Path) -> Path:
     return out
 
 
-def pareto(runs: pd.DataFrame, curves: pd.DataFrame, task: str, x: str, y: str, out: Path) -> Path:
+def pareto(runs: pd.DataFrame, curves: pd.DataFrame, task: str, x: str, y: str, out: Path,
+           interpolations: pd.DataFrame | None = None) -> Path:
     """One panel per scale: runs (points), their checkpoint ladders (faint), per-method fronts of setting means
-    with ± s.e. bars in both directions, and the initial model."""
+    with ± s.e. bars in both directions, the initial model, and weight-interpolation curves (dashed) where
+    `erbench interpolate` stored them."""
     runs, curves = runs[runs["task"] == task], curves[curves["task"] == task]
     direction = drift_metrics(task).get(x, "lower")
     scales = sorted(runs["scale"].unique())
@@ -55,13 +57,20 @@ def pareto(runs: pd.DataFrame, curves: pd.DataFrame, task: str, x: str, y: str, 
             for _, row in rows.iterrows():
                 if row["setting"]:
                     ax.annotate(row["setting"], (row[x], row[y]), fontsize=5, xytext=(3, 3), textcoords="offset points")
+        if interpolations is not None and len(interpolations):
+            lines = interpolations[(interpolations["task"] == task) & (interpolations["scale"] == scale)]
+            for (method, path, curve), line in lines.groupby(["method", "path", "curve"]):
+                ax.plot(line[x], line[y], linestyle="--" if curve == "policy" else ":", marker=".", markersize=3,
+                        color=palette[method], linewidth=0.9, zorder=3, label=f"{method} θ(α)" + (" EMA" if curve == "ema" else ""))
         initial_x, initial_y = here[f"initial_{x}"].mean(), here[f"initial_{y}"].mean()
         ax.scatter([initial_x], [initial_y], marker="*", s=90, color="black", zorder=5, label="initial model")
         ax.set_title(f"{task}, scale {scale} ({here['seed'].nunique()} seed{'s' if here['seed'].nunique() > 1 else ''})")
         ax.set_xlabel(LABELS.get(x, x) + (" ↓" if direction == "lower" else " ↑"))
         ax.set_ylabel(LABELS.get(y, y) + " ↑")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(loc="best", frameon=False)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))  # one entry per method and curve kind
+    axes[0][-1].legend(unique.values(), unique.keys(), loc="best", frameon=False)
     return save(fig, out)
 
 

@@ -98,6 +98,14 @@ def curves_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def interpolation_table(records: list[dict]) -> pd.DataFrame:
+    """One row per evaluated point of `erbench interpolate` (curve = policy | ema)."""
+    rows = [{"task": r["task"], "scale": r["scale"], "method": r["method"], "seed": r["seed"], "path": r["path"],
+             "curve": curve, **point}
+            for r in records for curve, points in r.get("interpolation", {}).items() for point in points]
+    return pd.DataFrame(rows)
+
+
 def mean_and_stderr(values) -> tuple[float, float]:
     values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not values:

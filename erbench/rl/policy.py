@@ -37,13 +37,16 @@ def response_logits(model: nn.Module, rollout: Rollout) -> torch.Tensor:
     return logits[:, prompt_len - 1 : prompt_len + response_len - 1].float()
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """Log-probability of each token; with `allowed` ([B, T, V] bool) the distribution is renormalised over it."""
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
     return torch.gather(F.log_softmax(logits, dim=-1), 2, tokens.unsqueeze(-1)).squeeze(-1)
 
 
 @torch.no_grad()
 def sample_responses(model: nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_tokens: int,
-                     top_k: int, pad_token_id: int, banned_token_ids: list[int]) -> torch.Tensor:
+                     top_k: int, pad_token_id: int, banned_token_ids: list[int], logits_processor=None) -> torch.Tensor:
     """Sample exactly `response_tokens` tokens per prompt (min_length = max_length, as the paper's IMDB env)."""
     was_training = model.training
     model.eval()
@@ -51,6 +54,7 @@ def sample_responses(model: nn.Module, prompt_ids: torch.Tensor, prompt_mask: to
         input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, top_k=top_k, top_p=1.0,  # top_k=0 disables top-k
         temperature=1.0, max_new_tokens=response_tokens, min_new_tokens=response_tokens,
         pad_token_id=pad_token_id, eos_token_id=banned_token_ids or None, use_cache=True,
+        logits_processor=[logits_processor] if logits_processor is not None else None,
     )
     model.train(was_training)
     return out[:, prompt_ids.shape[1]:]

@@ -1,9 +1,10 @@
 """The shared PPO trainer: rollout -> task reward -> per-token KL shaping -> GAE -> clipped updates.
 
 It knows neither tasks nor methods by name. It receives
-  - a task with `sample_prompts(n, generator)`, `generate(model, prompt_ids, prompt_mask)` -> Rollout,
+  - a task with `sample_prompts(n, generator)`, `generate(model, prompt_ids, prompt_mask, logits_processor)` -> Rollout,
     `score(rollout)` -> [B] task rewards, and `evaluate(model, init_model, split)` -> metrics;
-  - a method hook with `reference_model`, `init_model`, `after_update(unit)` and `maybe_reset(completed)`.
+  - a method hook with `reference_model`, `init_model`, `after_update(unit)`, `maybe_reset(completed)`, and
+    `sampling_processor(prompt_mask)` / `action_mask(rollout)` for methods that restrict actions (NLPO).
 
 Batches are sequences, not RL4LMs' token transitions: one iteration samples `rollout_prompts`
 responses of T tokens (= rollout_prompts * T transitions) and makes `ppo_epochs * num_minibatches`
@@ -69,11 +70,12 @@ class PPOTrainer:
         cfg = self.cfg
         with self.timed("rollout"):
             prompt_ids, prompt_mask = self.task.sample_prompts(cfg.rollout_prompts, self.generator)
-            rollout = self.task.generate(self.policy, prompt_ids, prompt_mask)
+            rollout = self.task.generate(self.policy, prompt_ids, prompt_mask, self.method.sampling_processor(prompt_mask))
         with self.timed("reward"):
             scores = self.task.score(rollout)
         with self.timed("update"), torch.no_grad():
-            old_logprobs = token_logprobs(response_logits(self.policy, rollout), rollout.response_ids)
+            allowed = self.method.action_mask(rollout)
+            old_logprobs = token_logprobs(response_logits(self.policy, rollout), rollout.response_ids, allowed)
             ref_logprobs = token_logprobs(response_logits(self.method.reference_model, rollout), rollout.response_ids)
             values = self.critic(rollout)
             kl = old_logprobs - ref_logprobs  # sampled per-token KL estimate
@@ -90,7 +92,8 @@ class PPOTrainer:
                 order = torch.randperm(len(rollout), generator=self.generator).to(rollout.response_ids.device)
             for index in order.tensor_split(cfg.num_minibatches):
                 with self.timed("update"):
-                    step = self.optimize(rollout.select(index), old_logprobs[index], advantages[index], returns[index])
+                    step = self.optimize(rollout.select(index), old_logprobs[index], advantages[index], returns[index],
+                                         None if allowed is None else allowed[index])
                 for key, value in step.items():
                     stats[key] += value
                 steps += 1
@@ -113,9 +116,9 @@ class PPOTrainer:
             "reset": reset,
         }
 
-    def optimize(self, batch: Rollout, old_logprobs, advantages, returns) -> dict[str, torch.Tensor]:
+    def optimize(self, batch: Rollout, old_logprobs, advantages, returns, allowed) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        logprobs = token_logprobs(response_logits(self.policy, batch), batch.response_ids)
+        logprobs = token_logprobs(response_logits(self.policy, batch), batch.response_ids, allowed)
         ratio = torch.exp(logprobs - old_logprobs)
         clipped = torch.clamp(ratio, 1 - cfg.clip_range, 1 + cfg.clip_range)
         policy_loss = torch.max(-advantages * ratio, -advantages * clipped).mean()
@@ -131,15 +134,21 @@ class PPOTrainer:
             "clip_fraction": ((ratio - 1).abs() > cfg.clip_range).float().mean(),
         }
 
-    def train(self, on_iteration: Callable[[dict], None], on_eval: Callable[[int, dict], None]) -> None:
+    def train(self, on_iteration: Callable[[dict], None], on_eval: Callable[[int, dict, dict | None], None]) -> None:
         """Evaluate the initial policy, then alternate iterations and evaluations every `eval_every`."""
-        on_eval(0, self.evaluate())
+        on_eval(0, *self.evaluate_all())
         for iteration in range(self.cfg.iterations):
             on_iteration(self.iteration(iteration))
             done = iteration + 1
             if done % self.cfg.eval_every == 0 or done == self.cfg.iterations:
-                on_eval(done, self.evaluate())
+                on_eval(done, *self.evaluate_all())
 
-    def evaluate(self, split: str = "val") -> dict[str, float]:
+    def evaluate_all(self) -> tuple[dict, dict | None]:
+        """The online policy's val metrics, and the EMA's when asked for and the method keeps a separate one."""
+        ema = self.method.ema_model
+        evaluate_ema = self.cfg.eval_ema and ema is not None and ema is not self.method.init_model
+        return self.evaluate(), (self.evaluate(model=ema) if evaluate_ema else None)
+
+    def evaluate(self, split: str = "val", model: nn.Module | None = None) -> dict[str, float]:
         with self.timed("evaluate"):
-            return self.task.evaluate(self.policy, self.method.init_model, split)
+            return self.task.evaluate(model if model is not None else self.policy, self.method.init_model, split)

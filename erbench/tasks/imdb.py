@@ -423,9 +423,9 @@ class ImdbTask:
         keep = mask.sum(0) > 0  # drop columns that are padding in every row
         return ids[:, keep].to(self.device), mask[:, keep].to(self.device)
 
-    def generate(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> Rollout:
+    def generate(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, logits_processor=None) -> Rollout:
         response = sample_responses(model, prompt_ids, prompt_mask, self.cfg.response_tokens, self.cfg.top_k,
-                                    pad_token_id=self.eot_id, banned_token_ids=[self.eot_id])
+                                    pad_token_id=self.eot_id, banned_token_ids=[self.eot_id], logits_processor=logits_processor)
         return Rollout(prompt_ids, prompt_mask, response)
 
     def texts(self, rollout: Rollout) -> tuple[list[str], list[str]]:

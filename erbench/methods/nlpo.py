@@ -1,0 +1,75 @@
+"""NLPO (Ramamurthy et al. 2022, RL4LMs): PPO whose actions are restricted to a masking policy's top-p set.
+
+The masking policy is a copy of the online policy refreshed every `mask_update_every` iterations.
+Rollouts sample only tokens inside its top-p set (a logits processor on generate), and the PPO
+ratio uses the policy's distribution renormalised over the same set, so masked tokens have
+probability zero. Everything else (KL reference, optional EMA/resets) is inherited.
+"""
+
+import inspect
+
+import torch
+from transformers import LogitsProcessor
+
+from erbench.methods.elastic_reset import ElasticReset, frozen_copy
+from erbench.rl.policy import Rollout, response_logits
+
+
+def top_p_mask(logits: torch.Tensor, top_p: float, min_tokens: int) -> torch.Tensor:
+    """Boolean [..., V]: the smallest set of most likely tokens whose probability reaches top_p, at least min_tokens."""
+    if top_p >= 1.0:
+        return torch.ones_like(logits, dtype=torch.bool)
+    sorted_probs, order = logits.float().softmax(-1).sort(-1, descending=True)
+    keep_sorted = (sorted_probs.cumsum(-1) - sorted_probs) < top_p  # up to and including the token that crosses top_p
+    keep_sorted[..., :min_tokens] = True
+    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+
+
+class MaskedSampling(LogitsProcessor):
+    """Sets the scores of tokens outside the masking policy's top-p set to -inf at every generation step.
+    One instance serves one generate() call: it keeps the masking policy's KV cache between steps."""
+
+    def __init__(self, mask_model, prompt_mask: torch.Tensor, top_p: float, min_tokens: int):
+        self.mask_model, self.prompt_mask, self.top_p, self.min_tokens = mask_model, prompt_mask, top_p, min_tokens
+        self.cache = None
+        # transformers renamed `past_key_values` to `cache` (5.2x); accept both.
+        self.cache_argument = "cache" if "cache" in inspect.signature(mask_model.forward).parameters else "past_key_values"
+
+    @torch.no_grad()
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids.shape[1] - self.prompt_mask.shape[1]
+        attention = torch.cat([self.prompt_mask, self.prompt_mask.new_ones(len(input_ids), generated)], dim=1)
+        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        new = slice(None) if self.cache is None else slice(-1, None)  # the whole prompt first, then one token a step
+        out = self.mask_model(input_ids=input_ids[:, new], attention_mask=attention, position_ids=position_ids[:, new],
+                              use_cache=True, **{self.cache_argument: self.cache})
+        self.cache = out["cache"] if "cache" in out else out["past_key_values"]
+        return scores.masked_fill(~top_p_mask(out.logits[:, -1], self.top_p, self.min_tokens), float("-inf"))
+
+
+class Nlpo(ElasticReset):
+    def __init__(self, cfg, policy, init_model, critic, optimizer):
+        super().__init__(cfg, policy, init_model, critic, optimizer)
+        self.mask_model = frozen_copy(policy)
+        self.policy_params = list(policy.parameters())
+        self.iterations_done = 0
+        self.mask_updates: list[int] = []
+
+    def sampling_processor(self, prompt_mask: torch.Tensor) -> MaskedSampling:
+        return MaskedSampling(self.mask_model, prompt_mask, self.cfg.mask_top_p, self.cfg.mask_min_tokens)
+
+    @torch.no_grad()
+    def action_mask(self, rollout: Rollout) -> torch.Tensor:
+        """[B, T, V] tokens allowed at each response position; the sampled token is always allowed (numerical
+        differences between step-wise and teacher-forced logits must never give it probability zero)."""
+        mask = top_p_mask(response_logits(self.mask_model, rollout), self.cfg.mask_top_p, self.cfg.mask_min_tokens)
+        return mask.scatter_(2, rollout.response_ids.unsqueeze(-1), True)
+
+    @torch.no_grad()
+    def after_update(self, unit: str) -> None:
+        super().after_update(unit)
+        if unit == "iteration":
+            self.iterations_done += 1
+            if self.iterations_done % self.cfg.mask_update_every == 0:
+                torch._foreach_copy_(list(self.mask_model.parameters()), [p.detach() for p in self.policy_params])
+                self.mask_updates.append(self.iterations_done)
