@@ -149,6 +149,9 @@ def plot(
             raise ErbenchError(f"cannot write a plot to {out}", "give --out a .png, .svg or .pdf file")
         runs, curve_rows, interpolations = load_runs(results, checkpoint)
         tasks = [task] if task else sorted(runs["task"].unique())
+        if out is not None and (pareto and curves or len(tasks) > 1):
+            raise ErbenchError("--out names one file but more than one plot is asked for",
+                               "use --out with one of --pareto / --curves and one task (--task T)")
         for name in tasks:
             if name not in set(runs["task"]):
                 raise ErbenchError(f"no records of task '{name}' under {results}", f"tasks found: {', '.join(sorted(runs['task'].unique()))}")
@@ -160,7 +163,7 @@ def plot(
             for kind, wanted in (("pareto", pareto), ("curves", curves)):
                 if not wanted:
                     continue
-                target = out if out is not None and len(tasks) == 1 and not (pareto and curves) else results / f"{kind}-{name}.png"
+                target = out or results / f"{kind}-{name}.png"
                 if kind == "pareto":
                     path = plots.pareto(runs, curve_rows, name, drift, y, target, interpolations)
                 else:
