@@ -230,7 +230,7 @@ def check(
             typer.echo(f"updated {len(records)} reference records in {reference}")
             return
         references = {name: regression.read(reference / f"{name}.json") for name, _ in regression.grid_runs(grid)}
-        records = regression.copy_fresh(fresh, grid) if fresh else regression.fresh_records(grid, *dirs(data_dir, cache_dir))
+        records = regression.read_fresh(fresh, grid) if fresh else regression.fresh_records(grid, *dirs(data_dir, cache_dir))
         rows = [row for name in references for row in regression.compare(name, references[name], records[name], grid["tolerance"])]
     except ErbenchError as e:
         fail(e)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from erbench.config import RunConfig, resolve
+from erbench.errors import ErbenchError
 from erbench.methods.elastic_reset import frozen_copy
 from erbench.progress import progress_bar
 from erbench.registry import load_method_hook, load_task_class
@@ -22,8 +23,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        from erbench.errors import ErbenchError
-
         raise ErbenchError(f"train.device={name} but no CUDA device is available", "use --set train.device=cpu (or auto)")
     device = torch.device(name)
     if device.type == "cuda":

@@ -207,3 +207,12 @@ def test_pareto_plot_draws_interpolation_curves(results, tmp_path, monkeypatch):
     assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [100, 110, 120]
     assert "elastic θ(α)" in [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
     plt.close("all")
+
+
+def test_evaluating_the_ema_is_not_a_different_setting(results, tmp_path):
+    path = results / "runs" / "elastic-1.json"
+    r = json.loads(path.read_text())
+    r["train"]["eval_ema"] = True
+    path.write_text(json.dumps(r))
+    rows = runs_table(read_records(results))
+    assert set(rows[rows["method"] == "elastic"]["setting"]) == {""}

@@ -51,7 +51,6 @@ class Nlpo(ElasticReset):
     def __init__(self, cfg, policy, init_model, critic, optimizer):
         super().__init__(cfg, policy, init_model, critic, optimizer)
         self.mask_model = frozen_copy(policy)
-        self.policy_params = list(policy.parameters())
         self.iterations_done = 0
         self.mask_updates: list[int] = []
 
@@ -71,5 +70,5 @@ class Nlpo(ElasticReset):
         if unit == "iteration":
             self.iterations_done += 1
             if self.iterations_done % self.cfg.mask_update_every == 0:
-                torch._foreach_copy_(list(self.mask_model.parameters()), [p.detach() for p in self.policy_params])
+                torch._foreach_copy_(list(self.mask_model.parameters()), [p.detach() for p in self.online_model.parameters()])
                 self.mask_updates.append(self.iterations_done)

@@ -73,7 +73,7 @@ def update(reference_dir: Path, records: dict[str, dict]) -> None:
         atomic_write_json(reference_dir / f"{name}.json", record)
 
 
-def copy_fresh(fresh_dir: Path, grid: dict) -> dict[str, dict]:
+def read_fresh(fresh_dir: Path, grid: dict) -> dict[str, dict]:
     """Fresh records given by the user (`--fresh DIR`), named like the references."""
     return {name: read(fresh_dir / f"{name}.json") for name, _ in grid_runs(grid)}
 

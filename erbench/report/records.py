@@ -9,7 +9,7 @@ import pandas as pd
 from erbench.results import RECORD_SCHEMA
 
 # Config fields that say nothing about the method's setting (where it ran, how much it evaluated).
-NOT_A_SETTING = {"train.device", "train.eval_every", "task.eval_prompts", "task.test_prompts", "task.ppl_reviews",
+NOT_A_SETTING = {"train.device", "train.eval_every", "train.eval_ema", "task.eval_prompts", "task.test_prompts", "task.ppl_reviews",
                  "task.eval_batch_size", "task.lm_compile"}
 SHORT_NAMES = {"train.kl_coef": "β0", "train.kl_target": "KL target", "method.ema_decay": "η", "method.reset_every": "n",
                "train.lr": "lr", "method.kl_reference": "KL ref", "method.ema_update": "EMA per"}
