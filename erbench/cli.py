@@ -38,7 +38,8 @@ def list_command():
             typer.echo(f"    --scale {scale:6s} {description}")
     typer.echo("methods:")
     for name, spec in METHODS.items():
-        typer.echo(f"  {name:10s} {spec.description}")
+        only = f" (task {', '.join(spec.tasks)} only)" if spec.tasks else ""
+        typer.echo(f"  {name:14s} {spec.description}{only}")
 
 
 @app.command()
@@ -76,7 +77,8 @@ def run(
 ):
     """Train one policy with one method and write its run record."""
     try:
-        from erbench.runner import FINAL_KEYS, resolve_run, run as run_task
+        from erbench.registry import TASKS
+        from erbench.runner import resolve_run, run as run_task
 
         cfg = resolve_run(task, method, scale, seed, set_ + (["train.eval_ema=true"] if eval_ema else []))
         path, record = run_task(cfg, out, *dirs(data_dir, cache_dir))
@@ -84,7 +86,7 @@ def run(
         fail(e)
     for split in ("val", "test"):
         metrics = record["final"][split]
-        typer.echo(f"{split:4s} " + "  ".join(f"{k} {metrics[k]:.4f}" for k in FINAL_KEYS))
+        typer.echo(f"{split:4s} " + "  ".join(f"{k} {metrics[k]:.4f}" for k in ("reward", *TASKS[task].drift_metrics)))
     typer.echo(f"resets after iterations: {record['resets'] or 'none'}")
     typer.echo(f"record: {path}")
 

@@ -46,6 +46,7 @@ class TrainConfig:
     kl_target: float = 1.0  # adaptive controller's target KL (nats per sequence)
     eval_every: int = 1  # evaluate on val prompts every k iterations (and after the last)
     eval_ema: bool = False  # also evaluate the EMA model (methods that keep one) at every evaluation
+    update_policy: bool = True  # False: roll out and let the task learn, but never update the policy (frozen sender)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self):
@@ -195,7 +196,7 @@ def parse_sets(sets: list[str], classes: dict[str, type]) -> dict[str, dict[str,
 
 def resolve(task: str, scale: str, method: str, seed: int, sets: list[str], task_config_cls: type) -> RunConfig:
     recipe = load_recipe(task)
-    method_spec = resolve_method(method)
+    method_spec = resolve_method(method, task)
     scales = recipe["scales"]
     if scale not in scales:
         raise ErbenchError(f"unknown scale '{scale}' for task {task}", f"choose one of: {', '.join(scales)}")

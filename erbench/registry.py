@@ -12,8 +12,8 @@ class TaskSpec:
     target: str  # "module:attr" of the task class
     description: str
     # Drift metrics of the run records, each "lower" or "higher" is better; the first is the default x axis.
+    # Every task's evaluation also reports "reward", its task-performance side.
     drift_metrics: dict[str, str] = field(default_factory=dict)
-    reward_metric: str = "reward"
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class MethodSpec:
     # Overrides applied on top of the scale's recipe: {"section": {"field": value}}.
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     hook: str = "erbench.methods.elastic_reset:ElasticReset"  # "module:attr" of the trainer hook
+    tasks: tuple[str, ...] | None = None  # the tasks it applies to; None = all
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -29,6 +30,12 @@ TASKS: dict[str, TaskSpec] = {
         "erbench.tasks.imdb:ImdbTask",
         "IMDB mock sentiment: continue review prompts positively; drift = perplexity on human reviews, KL to the initial LM",
         drift_metrics={"perplexity": "lower", "kl_to_init": "lower"},
+    ),
+    "translation": TaskSpec(
+        "erbench.tasks.translation:TranslationTask",
+        "pivot translation FR->EN->DE on Multi30k: reward = BLEU_De of the pivot; drift = BLEU_En of the English "
+        "message, its English-LM NLL, FR->EN NLL on human pairs, KL to the pretrained FR->EN agent",
+        drift_metrics={"bleu_en": "higher", "lm_nll": "lower", "real_nll": "lower", "kl_to_init": "lower"},
     ),
 }
 
@@ -50,6 +57,12 @@ METHODS: dict[str, MethodSpec] = {
         "NLPO (RL4LMs): PPO acting only within the top-p tokens of a periodically refreshed masking policy",
         {"method": {"reset_every": None, "kl_reference": "init"}},
         hook="erbench.methods.nlpo:Nlpo",
+        tasks=("imdb",),  # its masked sampling is a logits processor on a causal LM's generate()
+    ),
+    "frozen-english": MethodSpec(
+        "Frozen English (SIL's Fix Sender): the FR->EN policy never updates; only the EN->DE listener learns",
+        {"method": {"reset_every": None}, "train": {"update_policy": False}},
+        tasks=("translation",),
     ),
 }
 
@@ -60,9 +73,15 @@ def resolve_task(name: str) -> TaskSpec:
     return TASKS[name]
 
 
-def resolve_method(name: str) -> MethodSpec:
+def methods_for(task: str) -> list[str]:
+    return [name for name, spec in METHODS.items() if spec.tasks is None or task in spec.tasks]
+
+
+def resolve_method(name: str, task: str | None = None) -> MethodSpec:
     if name not in METHODS:
         raise ErbenchError(f"unknown method '{name}'", f"choose one of: {', '.join(METHODS)} (see `erbench list`)")
+    if task is not None and name not in methods_for(task):
+        raise ErbenchError(f"method '{name}' does not apply to task {task}", f"choose one of: {', '.join(methods_for(task))}")
     return METHODS[name]
 
 

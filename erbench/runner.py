@@ -13,10 +13,7 @@ from erbench.methods.elastic_reset import frozen_copy
 from erbench.progress import progress_bar
 from erbench.registry import load_method_hook, load_task_class
 from erbench.results import RECORD_SCHEMA, atomic_write_json, environment
-from erbench.rl.policy import Critic
 from erbench.rl.ppo import PPOTrainer, make_optimizer
-
-FINAL_KEYS = ("reward", "perplexity", "kl_to_init")
 
 
 def pick_device(name: str) -> torch.device:
@@ -53,7 +50,7 @@ def build_trainer(cfg: RunConfig, task) -> PPOTrainer:
     generator = torch.Generator().manual_seed(cfg.seed)
     policy = task.load_policy().eval()  # eval mode throughout: no dropout noise in PPO ratios
     init_model = frozen_copy(policy)
-    critic = Critic(policy).to(task.device).eval()
+    critic = task.make_critic(policy).to(task.device).eval()
     optimizer = make_optimizer([policy, critic], cfg.train)
     method = load_method_hook(cfg.method)(cfg.method_config, policy, init_model, critic, optimizer)
     return PPOTrainer(cfg.train, task, policy, critic, optimizer, method, generator)

@@ -34,7 +34,7 @@ def test_masked_tokens_are_never_sampled_and_get_zero_probability(tiny_lm):
     ids, mask = torch.tensor([[0, 5, 6], [7, 8, 9]]).repeat(8, 1), torch.tensor([[0, 1, 1], [1, 1, 1]]).repeat(8, 1)
     torch.manual_seed(0)
     response = sample_responses(tiny_lm, ids, mask, 10, top_k=0, pad_token_id=0, banned_token_ids=[],
-                                logits_processor=hook.sampling_processor(mask))
+                                logits_processor=hook.sampling_processor((ids, mask)))
     rollout = Rollout(ids, mask, response)
     inside = top_p_mask(response_logits(hook.mask_model, rollout), 0.3, 2)
     assert torch.gather(inside, 2, response.unsqueeze(-1)).all()  # every sampled token is in the mask

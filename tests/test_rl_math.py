@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from erbench.metrics.diversity import distinct_n
 from erbench.metrics.perplexity import perplexity, sliding_windows
 from erbench.rl.kl import AdaptiveKLController, exact_kl
-from erbench.rl.ppo import gae
+from erbench.rl.ppo import gae, masked_mean, token_rewards, whiten
 
 
 def test_gae_matches_the_discounted_sum_of_td_errors():
@@ -107,3 +107,24 @@ def test_distinct_n():
     assert distinct_n(["a b a b"], 1) == pytest.approx(2 / 4)
     assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
     assert distinct_n([], 1) == 0.0
+
+
+def test_a_response_that_ends_early_is_paid_at_its_last_token_and_padding_gets_no_advantage():
+    kl = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1, 1, 1], [1, 1, 0, 0]])
+    rewards = token_rewards(torch.tensor([1.0, 2.0]), kl * mask, 0.5, mask)
+    assert torch.allclose(rewards, torch.tensor([[-0.05, -0.1, -0.15, 0.8], [-0.25, 1.7, 0.0, 0.0]]))
+    values = torch.tensor([[0.3, 0.2, 0.1, 0.4], [0.5, 0.6, 9.0, 9.0]]) * mask
+    advantages, returns = gae(rewards, values, 0.9, 0.8)
+    assert torch.equal(advantages[1, 2:], torch.zeros(2)) and torch.equal(returns[1, 2:], torch.zeros(2))
+    assert math.isclose(advantages[1, 1].item(), 1.7 - 0.6, rel_tol=1e-6)  # the episode ends at its last real token
+    whitened = whiten(advantages, mask)
+    assert torch.equal(whitened[1, 2:], torch.zeros(2))
+    real = advantages[mask.bool()]
+    assert torch.allclose(whitened[mask.bool()], (real - real.mean()) / real.std(), atol=1e-6)
+    assert math.isclose(masked_mean(torch.tensor([[1.0, 3.0], [5.0, 100.0]]), torch.tensor([[1.0, 1], [1, 0]])).item(), 3.0)
+
+
+def test_without_a_mask_the_reward_goes_to_the_last_token():
+    rewards = token_rewards(torch.tensor([1.0]), torch.tensor([[0.2, 0.4]]), 0.5, None)
+    assert torch.allclose(rewards, torch.tensor([[-0.1, 0.8]]))

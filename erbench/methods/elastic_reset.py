@@ -44,7 +44,7 @@ class ElasticReset:
         self.critic_init = [p.detach().clone() for p in critic.parameters()] if cfg.reset_critic else None
         self.reset_iterations: list[int] = []
 
-    def sampling_processor(self, prompt_mask: torch.Tensor):
+    def sampling_processor(self, prompts):
         """A logits processor restricting rollout sampling (NLPO); None: sample the policy as it is."""
         return None
 

@@ -12,7 +12,7 @@ import torch
 from transformers import LogitsProcessor
 
 from erbench.methods.elastic_reset import ElasticReset, frozen_copy
-from erbench.rl.policy import Rollout, response_logits
+from erbench.rl.policy import Rollout
 
 
 def top_p_mask(logits: torch.Tensor, top_p: float, min_tokens: int) -> torch.Tensor:
@@ -54,14 +54,16 @@ class Nlpo(ElasticReset):
         self.iterations_done = 0
         self.mask_updates: list[int] = []
 
-    def sampling_processor(self, prompt_mask: torch.Tensor) -> MaskedSampling:
+    def sampling_processor(self, prompts: tuple[torch.Tensor, torch.Tensor]) -> MaskedSampling:
+        """Causal-LM tasks only: `prompts` = (left-padded prompt ids, their attention mask)."""
+        _, prompt_mask = prompts
         return MaskedSampling(self.mask_model, prompt_mask, self.cfg.mask_top_p, self.cfg.mask_min_tokens)
 
     @torch.no_grad()
     def action_mask(self, rollout: Rollout) -> torch.Tensor:
         """[B, T, V] tokens allowed at each response position; the sampled token is always allowed (numerical
         differences between step-wise and teacher-forced logits must never give it probability zero)."""
-        mask = top_p_mask(response_logits(self.mask_model, rollout), self.cfg.mask_top_p, self.cfg.mask_min_tokens)
+        mask = top_p_mask(rollout.logits(self.mask_model), self.cfg.mask_top_p, self.cfg.mask_min_tokens)
         return mask.scatter_(2, rollout.response_ids.unsqueeze(-1), True)
 
     @torch.no_grad()

@@ -1,4 +1,9 @@
-"""Causal-LM policy and critic wrappers: left-padded prompts, fixed-length sampled responses, per-token log-probs."""
+"""Policy and critic wrappers the PPO trainer sees through a rollout.
+
+A rollout knows how to ask a model for the logits of its response tokens (`rollout.logits(model)`)
+and which response positions are real (`response_mask`, None when every response has the full
+length), so the trainer serves causal LMs (left-padded prompts, fixed-length responses) and
+seq2seq agents (source sentences, messages ended by <eos>) alike."""
 
 import copy
 from dataclasses import dataclass
@@ -15,6 +20,7 @@ class Rollout:
     prompt_ids: torch.Tensor  # [B, P]
     prompt_mask: torch.Tensor  # [B, P]
     response_ids: torch.Tensor  # [B, T]
+    response_mask = None  # every response has exactly T tokens
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]
@@ -28,6 +34,9 @@ class Rollout:
         # Positions count real tokens only, as generate() does for left-padded prompts.
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         return {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids}
+
+    def logits(self, model: nn.Module) -> torch.Tensor:
+        return response_logits(model, self)
 
 
 def response_logits(model: nn.Module, rollout: Rollout) -> torch.Tensor:
@@ -74,3 +83,41 @@ class Critic(nn.Module):
         hidden = self.body(**rollout.model_inputs()).last_hidden_state
         prompt_len, response_len = rollout.prompt_ids.shape[1], rollout.response_ids.shape[1]
         return self.head(hidden[:, prompt_len - 1 : prompt_len + response_len - 1]).squeeze(-1).float()
+
+
+@dataclass
+class Seq2SeqRollout:
+    """Source sentences and the messages sampled for them; a message ends at its <eos> (0 after it)."""
+
+    source_ids: torch.Tensor  # [B, S]
+    response_ids: torch.Tensor  # [B, T]
+    min_tokens: int  # <eos> could not be sampled before this many tokens; the log-probs say the same
+    example_ids: torch.Tensor | None = None  # [B] which of the task's examples each source is (for its reward)
+
+    def __len__(self) -> int:
+        return self.response_ids.shape[0]
+
+    @property
+    def response_mask(self) -> torch.Tensor:
+        return (self.response_ids != 0).float()
+
+    def select(self, index: torch.Tensor) -> "Seq2SeqRollout":
+        return Seq2SeqRollout(self.source_ids[index], self.response_ids[index], self.min_tokens,
+                              None if self.example_ids is None else self.example_ids[index])
+
+    def logits(self, model: nn.Module) -> torch.Tensor:
+        return model.logits(self.source_ids, self.response_ids, self.min_tokens)
+
+
+class Seq2SeqCritic(nn.Module):
+    """Per-token value: a copy of the initial agent whose attentional outputs feed a scalar head."""
+
+    def __init__(self, agent: nn.Module):
+        super().__init__()
+        self.body = copy.deepcopy(agent)
+        self.head = nn.Linear(agent.config["hid"], 1, bias=False)
+        nn.init.zeros_(self.head.weight)
+
+    def forward(self, rollout: Seq2SeqRollout) -> torch.Tensor:
+        """Value of each state before a message token is emitted: [B, T]."""
+        return self.head(self.body.features(rollout.source_ids, rollout.response_ids)).squeeze(-1).float()

@@ -1,14 +1,17 @@
 """The shared PPO trainer: rollout -> task reward -> per-token KL shaping -> GAE -> clipped updates.
 
 It knows neither tasks nor methods by name. It receives
-  - a task with `sample_prompts(n, generator)`, `generate(model, prompt_ids, prompt_mask, logits_processor)` -> Rollout,
-    `score(rollout)` -> [B] task rewards, and `evaluate(model, init_model, split)` -> metrics;
+  - a task with `sample_prompts(n, generator)` -> a batch of prompts (the task's own type),
+    `generate(model, prompts, logits_processor)` -> rollout,
+    `score(rollout)` -> [B] task rewards, `learn(rollout)` (the task's own models, e.g. a listener, learn
+    from the rollout), `on_policy_reset()` and `evaluate(model, init_model, split)` -> metrics;
   - a method hook with `reference_model`, `init_model`, `after_update(unit)`, `maybe_reset(completed)`, and
-    `sampling_processor(prompt_mask)` / `action_mask(rollout)` for methods that restrict actions (NLPO).
+    `sampling_processor(prompts)` / `action_mask(rollout)` for methods that restrict actions (NLPO).
 
 Batches are sequences, not RL4LMs' token transitions: one iteration samples `rollout_prompts`
 responses of T tokens (= rollout_prompts * T transitions) and makes `ppo_epochs * num_minibatches`
-optimizer steps on minibatches of whole sequences.
+optimizer steps on minibatches of whole sequences. A rollout whose responses end early (a
+`response_mask`) pays the task reward at its last real token, and padding counts in no sum or mean.
 """
 
 import time
@@ -21,7 +24,7 @@ from torch import nn
 
 from erbench.config import TrainConfig
 from erbench.rl.kl import make_kl_controller
-from erbench.rl.policy import Critic, Rollout, response_logits, token_logprobs
+from erbench.rl.policy import token_logprobs
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,8 +39,24 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -
     return advantages, advantages + values
 
 
-def whiten(x: torch.Tensor) -> torch.Tensor:
-    return (x - x.mean()) / (x.std() + 1e-8)
+def token_rewards(scores: torch.Tensor, kl: torch.Tensor, kl_coef: float, mask: torch.Tensor | None) -> torch.Tensor:
+    """[B, T] rewards: -beta * KL at every token, plus the task score at each response's last real token."""
+    rewards = -kl_coef * kl
+    last = torch.full_like(scores, kl.shape[1] - 1, dtype=torch.long) if mask is None else mask.sum(1).long() - 1
+    rewards[torch.arange(len(scores), device=rewards.device), last] += scores
+    return rewards
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return x.mean() if mask is None else (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    if mask is None:
+        return (x - x.mean()) / (x.std() + 1e-8)
+    mean = masked_mean(x, mask)
+    variance = ((x - mean) ** 2 * mask).sum() / (mask.sum() - 1).clamp(min=1)
+    return (x - mean) / (variance.sqrt() + 1e-8) * mask
 
 
 def make_optimizer(modules: list[nn.Module], cfg: TrainConfig) -> torch.optim.AdamW:
@@ -51,7 +70,7 @@ def make_optimizer(modules: list[nn.Module], cfg: TrainConfig) -> torch.optim.Ad
 
 
 class PPOTrainer:
-    def __init__(self, cfg: TrainConfig, task, policy: nn.Module, critic: Critic, optimizer: torch.optim.Optimizer,
+    def __init__(self, cfg: TrainConfig, task, policy: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer,
                  method, generator: torch.Generator):
         self.cfg, self.task, self.policy, self.critic = cfg, task, policy, critic
         self.optimizer, self.method, self.generator = optimizer, method, generator
@@ -69,25 +88,29 @@ class PPOTrainer:
         """One PPO iteration; returns its training statistics."""
         cfg = self.cfg
         with self.timed("rollout"):
-            prompt_ids, prompt_mask = self.task.sample_prompts(cfg.rollout_prompts, self.generator)
-            rollout = self.task.generate(self.policy, prompt_ids, prompt_mask, self.method.sampling_processor(prompt_mask))
+            prompts = self.task.sample_prompts(cfg.rollout_prompts, self.generator)
+            rollout = self.task.generate(self.policy, prompts, self.method.sampling_processor(prompts))
         with self.timed("reward"):
             scores = self.task.score(rollout)
+        with self.timed("task_learning"):
+            task_stats = self.task.learn(rollout)
         with self.timed("update"), torch.no_grad():
+            mask = rollout.response_mask
             allowed = self.method.action_mask(rollout)
-            old_logprobs = token_logprobs(response_logits(self.policy, rollout), rollout.response_ids, allowed)
-            ref_logprobs = token_logprobs(response_logits(self.method.reference_model, rollout), rollout.response_ids)
+            old_logprobs = token_logprobs(rollout.logits(self.policy), rollout.response_ids, allowed)
+            ref_logprobs = token_logprobs(rollout.logits(self.method.reference_model), rollout.response_ids)
             values = self.critic(rollout)
             kl = old_logprobs - ref_logprobs  # sampled per-token KL estimate
-            rewards = -self.kl_controller.coef * kl
-            rewards[:, -1] += scores  # the task reward is paid at the last token only
+            if mask is not None:
+                kl, values = kl * mask, values * mask
+            rewards = token_rewards(scores, kl, self.kl_controller.coef, mask)
             advantages, returns = gae(rewards, values, cfg.gamma, cfg.gae_lambda)
             if cfg.whiten_advantages:
-                advantages = whiten(advantages)
+                advantages = whiten(advantages, mask)
 
         stats: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=rollout.response_ids.device))
         steps = 0
-        for _ in range(cfg.ppo_epochs):
+        for _ in range(cfg.ppo_epochs if cfg.update_policy else 0):
             with self.timed("update"):
                 order = torch.randperm(len(rollout), generator=self.generator).to(rollout.response_ids.device)
             for index in order.tensor_split(cfg.num_minibatches):
@@ -107,22 +130,26 @@ class PPOTrainer:
         with self.timed("ema_reset"):
             self.method.after_update("iteration")
             reset = self.method.maybe_reset(iteration + 1)
+        if reset:
+            self.task.on_policy_reset()
         return {
             "iteration": iteration + 1,
             "score": scores.mean().item(),
             "kl": sequence_kl,
             "kl_coef": self.kl_controller.coef,
             **{key: (value / steps).item() for key, value in stats.items()},
+            **task_stats,
             "reset": reset,
         }
 
-    def optimize(self, batch: Rollout, old_logprobs, advantages, returns, allowed) -> dict[str, torch.Tensor]:
+    def optimize(self, batch, old_logprobs, advantages, returns, allowed) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        logprobs = token_logprobs(response_logits(self.policy, batch), batch.response_ids, allowed)
+        mask = batch.response_mask
+        logprobs = token_logprobs(batch.logits(self.policy), batch.response_ids, allowed)
         ratio = torch.exp(logprobs - old_logprobs)
         clipped = torch.clamp(ratio, 1 - cfg.clip_range, 1 + cfg.clip_range)
-        policy_loss = torch.max(-advantages * ratio, -advantages * clipped).mean()
-        value_loss = torch.mean((self.critic(batch) - returns) ** 2)  # SB3/RL4LMs: plain MSE, no value clipping
+        policy_loss = masked_mean(torch.max(-advantages * ratio, -advantages * clipped), mask)
+        value_loss = masked_mean((self.critic(batch) - returns) ** 2, mask)  # SB3/RL4LMs: plain MSE, no value clipping
         loss = policy_loss + cfg.vf_coef * value_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -131,7 +158,7 @@ class PPOTrainer:
         return {  # tensors, read once per iteration: a .item() per step would stall the GPU
             "policy_loss": policy_loss.detach(),
             "value_loss": value_loss.detach(),
-            "clip_fraction": ((ratio - 1).abs() > cfg.clip_range).float().mean(),
+            "clip_fraction": masked_mean(((ratio - 1).abs() > cfg.clip_range).float(), mask),
         }
 
     def train(self, on_iteration: Callable[[dict], None], on_eval: Callable[[int, dict, dict | None], None]) -> None:

@@ -16,13 +16,11 @@ import functools
 import hashlib
 import json
 import math
-import os
 import pickle
 import re
 import shutil
 import tarfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,12 +28,14 @@ import numpy as np
 import torch
 
 from erbench.config import require
+from erbench.downloads import find_or_download
 from erbench.errors import ErbenchError
 from erbench.metrics.diversity import distinct_n
 from erbench.metrics.perplexity import perplexity
 from erbench.progress import progress_bar, say
 from erbench.rl.kl import exact_kl
-from erbench.rl.policy import Rollout, response_logits, sample_responses, token_logprobs
+from erbench.tasks.base import Task
+from erbench.rl.policy import Rollout, sample_responses, token_logprobs
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 END_OF_TEXT = "<|endoftext|>"
@@ -101,24 +101,8 @@ def find_imdb(data_dir: Path | None, cache_dir: Path) -> Path:
     if data_dir is not None:
         candidates += [data_dir / "imdb" / "aclImdb_v1.tar.gz", data_dir / "imdb" / "aclImdb",
                        data_dir / "aclImdb_v1.tar.gz", data_dir / "aclImdb"]
-    download = cache_dir / "downloads" / "aclImdb_v1.tar.gz"
-    for path in candidates + [download]:
-        if path.exists():
-            return path
-    where = f"{data_dir}/imdb/" if data_dir else "no data dir given"
-    fix = "pass --data-dir (or set ERBENCH_DATA) to a folder holding imdb/aclImdb_v1.tar.gz"
-    if os.environ.get("ERBENCH_OFFLINE") or os.environ.get("HF_HUB_OFFLINE"):
-        raise ErbenchError(f"IMDB data not found ({where}) and downloads are off (ERBENCH_OFFLINE)", fix)
-    try:
-        say(f"downloading IMDB from {IMDB_URL}")
-        download.parent.mkdir(parents=True, exist_ok=True)
-        tmp = download.with_suffix(".part")
-        with urllib.request.urlopen(IMDB_URL, timeout=60) as response, open(tmp, "wb") as f:
-            shutil.copyfileobj(response, f)
-        tmp.rename(download)
-        return download
-    except OSError as e:
-        raise ErbenchError(f"IMDB data not found ({where}) and the download failed ({e})", fix) from None
+    return find_or_download(candidates, IMDB_URL, cache_dir / "downloads" / "aclImdb_v1.tar.gz", "IMDB data",
+                            "pass --data-dir (or set ERBENCH_DATA) to a folder holding imdb/aclImdb_v1.tar.gz")
 
 
 def read_reviews(source: Path) -> dict[str, list[tuple[str, str]]]:
@@ -307,7 +291,7 @@ class TfidfReward:
 
 # ----------------------------------------------------------------------------------------------- task
 
-class ImdbTask:
+class ImdbTask(Task):
     config_class = ImdbConfig
 
     def __init__(self, cfg: ImdbConfig, data_dir: Path | None, cache_dir: Path, device: torch.device, seed: int = 0):
@@ -423,7 +407,8 @@ class ImdbTask:
         keep = mask.sum(0) > 0  # drop columns that are padding in every row
         return ids[:, keep].to(self.device), mask[:, keep].to(self.device)
 
-    def generate(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, logits_processor=None) -> Rollout:
+    def generate(self, model, prompts: tuple[torch.Tensor, torch.Tensor], logits_processor=None) -> Rollout:
+        prompt_ids, prompt_mask = prompts
         response = sample_responses(model, prompt_ids, prompt_mask, self.cfg.response_tokens, self.cfg.top_k,
                                     pad_token_id=self.eot_id, banned_token_ids=[self.eot_id], logits_processor=logits_processor)
         return Rollout(prompt_ids, prompt_mask, response)
@@ -451,10 +436,10 @@ class ImdbTask:
             for start in range(0, len(ids), self.cfg.eval_batch_size):
                 batch_ids = ids[start : start + self.cfg.eval_batch_size].to(self.device)
                 batch_mask = mask[start : start + self.cfg.eval_batch_size].to(self.device)
-                rollout = self.generate(model, batch_ids, batch_mask)
+                rollout = self.generate(model, (batch_ids, batch_mask))
                 scores.append(self.score(rollout))
-                logits = response_logits(model, rollout)
-                init_logits = response_logits(init_model, rollout)
+                logits = rollout.logits(model)
+                init_logits = rollout.logits(init_model)
                 exact.append(exact_kl(logits, init_logits).sum(1))
                 sampled.append((token_logprobs(logits, rollout.response_ids) - token_logprobs(init_logits, rollout.response_ids)).sum(1))
                 responses += self.texts(rollout)[1]
