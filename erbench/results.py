@@ -66,6 +66,7 @@ def cpu_model() -> str:
 
 
 def environment() -> dict:
+    import sacrebleu
     import sklearn
     import torch
     import transformers
@@ -73,6 +74,7 @@ def environment() -> dict:
     return {
         "erbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
         "transformers": transformers.__version__, "scikit-learn": sklearn.__version__,
+        "sacrebleu": sacrebleu.__version__,
         "git_commit": git_commit(), "platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
+BANNED = -1e9  # added to the logit of a token that cannot be emitted: probability exactly 0, log-probs stay finite
 
 
 class Seq2SeqAgent(nn.Module):
@@ -59,10 +60,9 @@ class Seq2SeqAgent(nn.Module):
         return self.dropout(torch.stack(features, 1))
 
     def logits(self, source: torch.Tensor, target: torch.Tensor, min_tokens: int = 0) -> torch.Tensor:
-        """[B, T, V] logits of each target token, restricted as `decode` restricts them. Padding positions
-        (target 0) predict nothing: their logits are 0, so their ignored log-probs stay finite."""
-        logits = restrict(self.output(self.features(source, target)).float(), 0, min_tokens)
-        return logits.masked_fill((target == PAD).unsqueeze(-1), 0.0)
+        """[B, T, V] logits of each target token, restricted as `decode` restricts them (padding positions are not)."""
+        bans = restrictions(target.shape[1], min_tokens, self.output.out_features, target.device)
+        return self.output(self.features(source, target)).float() + bans * (target != PAD).unsqueeze(-1)
 
     def nll(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sentence mean token NLL of `target` (ending in <eos>, padded with 0): [B]."""
@@ -78,10 +78,10 @@ class Seq2SeqAgent(nn.Module):
         feed = torch.zeros_like(state)
         token = torch.full((len(source),), BOS, dtype=torch.long, device=source.device)
         finished = torch.zeros(len(source), dtype=torch.bool, device=source.device)
-        tokens = []
+        tokens, bans = [], restrictions(max_tokens, min_tokens, self.output.out_features, source.device)
         for t in range(max_tokens):
             state, feed = self.step(token, state, feed, (outputs, mask))
-            logits = restrict(self.output(feed).float().unsqueeze(1), t, min_tokens).squeeze(1)
+            logits = self.output(feed).float() + bans[t]
             token = logits.argmax(-1) if greedy else torch.multinomial(logits.softmax(-1), 1).squeeze(1)
             token = token.masked_fill(finished, PAD)
             tokens.append(token)
@@ -91,12 +91,13 @@ class Seq2SeqAgent(nn.Module):
         return torch.stack(tokens, 1)
 
 
-def restrict(logits: torch.Tensor, first_position: int, min_tokens: int) -> torch.Tensor:
-    """Never emit <pad> or <bos>; no <eos> before `min_tokens` tokens. `logits` [B, T, V] start at `first_position`."""
-    logits[..., PAD] = logits[..., BOS] = float("-inf")
-    if first_position < min_tokens:
-        logits[:, : min_tokens - first_position, EOS] = float("-inf")
-    return logits
+def restrictions(length: int, min_tokens: int, vocab_size: int, device) -> torch.Tensor:
+    """[T, V] additive logit bias: never emit <pad> or <bos>; no <eos> before `min_tokens` tokens.
+    (An addition, not in-place writes, so the backward pass copies nothing.)"""
+    bans = torch.zeros(length, vocab_size, device=device)
+    bans[:, [PAD, BOS]] = BANNED
+    bans[:min_tokens, EOS] = BANNED
+    return bans
 
 
 class GruLM(nn.Module):

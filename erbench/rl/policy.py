@@ -110,14 +110,19 @@ class Seq2SeqRollout:
 
 
 class Seq2SeqCritic(nn.Module):
-    """Per-token value: a copy of the initial agent whose attentional outputs feed a scalar head."""
+    """Per-token value head on the policy's own *detached* decoder states (SIL/Lee's A2C baseline: an MLP on
+    the attentional output at each step). Only the head is a parameter of the critic; the policy is read,
+    never trained, through it, so the value loss costs one forward pass of the policy and no backward."""
 
-    def __init__(self, agent: nn.Module):
+    def __init__(self, agent: nn.Module, hidden: int = 256):
         super().__init__()
-        self.body = copy.deepcopy(agent)
-        self.head = nn.Linear(agent.config["hid"], 1, bias=False)
-        nn.init.zeros_(self.head.weight)
+        self.agent = [agent]  # a list, so the policy's parameters are not registered as the critic's
+        self.head = nn.Sequential(nn.Linear(agent.config["hid"], hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.head[2].weight)
+        nn.init.zeros_(self.head[2].bias)
 
     def forward(self, rollout: Seq2SeqRollout) -> torch.Tensor:
         """Value of each state before a message token is emitted: [B, T]."""
-        return self.head(self.body.features(rollout.source_ids, rollout.response_ids)).squeeze(-1).float()
+        with torch.no_grad():
+            states = self.agent[0].features(rollout.source_ids, rollout.response_ids)
+        return self.head(states).squeeze(-1).float()
