@@ -19,7 +19,8 @@ def test_help_does_not_import_torch():
 
 def test_list_names_tasks_methods_and_scales(tmp_path):
     out = erbench("list", cache_dir=tmp_path).stdout
-    for name in ("imdb", "ppo", "ppo-nokl", "reset", "reset-ema", "ema-ref", "elastic", "--scale tiny", "--scale paper"):
+    for name in ("imdb", "translation", "ppo", "ppo-nokl", "reset", "reset-ema", "ema-ref", "elastic", "frozen-english",
+                 "--scale tiny", "--scale paper"):
         assert name in out
 
 

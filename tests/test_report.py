@@ -98,7 +98,7 @@ def test_report_markdown_has_published_rows_and_claims(results, tmp_path):
     out = erbench("report", "--published", "--claims", "--results", str(results), cache_dir=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "published (RL4LMs)" in out.stdout and "0.6050" in out.stdout
-    assert "translation" not in out.stdout  # published rows only for tasks with records
+    assert "Lu et al. 2020" not in out.stdout  # published rows only for tasks with records
     # elastic (0.81 reward at ppl 121) beats ppo's best-reward setting (0.86 at 202)? No: lower reward.
     assert "**CONTRADICTED** `imdb-elastic-vs-ppo`" in out.stdout
     assert "**NOT ENOUGH DATA** `imdb-elastic-dominates-resets`" in out.stdout  # reset has 2 seeds, reset-ema none

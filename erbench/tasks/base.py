@@ -16,3 +16,10 @@ class Task:
 
     def on_policy_reset(self) -> None:
         """Called after a method resets the policy."""
+
+    def state_dict(self) -> dict:
+        """What the task's own models learned during training (for checkpoints). Default: nothing."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

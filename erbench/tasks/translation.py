@@ -429,6 +429,13 @@ class TranslationTask(Task):
         self.listener_optimizer.step()
         return {"listener_loss": loss.item()}
 
+    def state_dict(self) -> dict:
+        return {"listener": self.listener.state_dict(), "listener_optimizer": self.listener_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.listener.load_state_dict(state["listener"])
+        self.listener_optimizer.load_state_dict(state["listener_optimizer"])
+
     def on_policy_reset(self) -> None:
         if self.cfg.reset_listener:
             self.listener.load_state_dict(self.listener_init)
