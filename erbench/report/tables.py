@@ -53,7 +53,8 @@ def summary(runs: pd.DataFrame, drift_budget: float | None = None) -> tuple[pd.D
             ref_x = float(oriented(runs_here[x], direction).max())
             ref_y = float(runs_here["initial_reward"].mean())
             budget = drift_budget if drift_budget is not None else float(runs_here[x].median())
-            notes[(task, scale)] = {"drift": x, "reference": (ref_x if direction == "lower" else -ref_x, ref_y), "budget": budget}
+            notes[(task, scale)] = {"drift": x, "reference": (ref_x if direction == "lower" else -ref_x, ref_y), "budget": budget,
+                                     "within": "<=" if direction == "lower" else ">="}
             for method, rows in table.groupby("method"):
                 xs, ys = oriented(rows[x], direction), rows["reward"].to_numpy()
                 table.loc[rows.index, "hypervolume"] = hypervolume(xs, ys, (ref_x, ref_y))
@@ -88,7 +89,7 @@ def markdown(table: pd.DataFrame, notes: dict, published: pd.DataFrame) -> str:
         if note:
             out.append(f"Final val checkpoint, mean ± s.e. over seeds. Hypervolume on ({note['drift']}, reward) against "
                        f"the reference point ({note['reference'][0]:.4g}, {note['reference'][1]:.4g}) = (worst drift, "
-                       f"initial reward); reward@budget = best setting reward with {note['drift']} <= {note['budget']:.4g}.\n")
+                       f"initial reward); reward@budget = best setting reward with {note['drift']} {note['within']} {note['budget']:.4g}.\n")
         header = ["method", "setting", "seeds", "reward", *drifts, "test reward", *[f"test {d}" for d in drifts],
                   "reward@budget", "hypervolume"]
         out.append("| " + " | ".join(header) + " |")
