@@ -71,6 +71,9 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="override any recipe field: section.key=value (sections: task, train, method)"),
     out: Path = typer.Option(Path("results/runs"), help="folder for the run record"),
     eval_ema: bool = typer.Option(False, "--eval-ema", help="also evaluate the EMA model at every evaluation"),
+    checkpoint_every: int = typer.Option(0, help="save the training state every k iterations, for --resume (0: never)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the interrupted run of these settings from its last checkpoint"),
+    record_file: Path = typer.Option(None, "--record", help="write the record to this file instead of a new one under --out (sweeps use it)"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
 ):
@@ -78,8 +81,11 @@ def run(
     try:
         from erbench.runner import FINAL_KEYS, resolve_run, run as run_task
 
+        if checkpoint_every < 0:
+            raise ErbenchError(f"--checkpoint-every {checkpoint_every} is negative", "give a number of iterations, or 0 for no checkpoints")
         cfg = resolve_run(task, method, scale, seed, set_ + (["train.eval_ema=true"] if eval_ema else []))
-        path, record = run_task(cfg, out, *dirs(data_dir, cache_dir))
+        path, record = run_task(cfg, out, *dirs(data_dir, cache_dir), record_path=record_file, resume=resume,
+                                checkpoint_every=checkpoint_every)
     except ErbenchError as e:
         fail(e)
     for split in ("val", "test"):
