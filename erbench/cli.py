@@ -36,6 +36,12 @@ def list_command():
         typer.echo(f"  {name:10s} {spec.description}")
         for scale, description in recipe_scales(name).items():
             typer.echo(f"    --scale {scale:6s} {description}")
+    from erbench.sweep import describe_grids
+
+    typer.echo("grids (erbench sweep TASK --grid NAME):")
+    for name in TASKS:
+        for grid, description in describe_grids(name).items():
+            typer.echo(f"  {name} --grid {grid:12s} {description}")
     typer.echo("methods:")
     for name, spec in METHODS.items():
         typer.echo(f"  {name:10s} {spec.description}")
@@ -117,6 +123,42 @@ def interpolate(
         for point in points:
             typer.echo(f"{name:6s} alpha {point['alpha']:.2f}  reward {point['reward']:.4f}  perplexity {point['perplexity']:.2f}  kl_to_init {point['kl_to_init']:.4f}")
     typer.echo(f"stored in {record}")
+
+
+@app.command()
+def sweep(
+    task: str = typer.Argument(..., help="task name (see `erbench list`)"),
+    grid: str = typer.Option(..., help="a grid of the task's recipe (see `erbench list`), or a grid .toml file"),
+    seeds: int = typer.Option(5, help="seeds 0..K-1 of every setting (the paper used 5)"),
+    scale: str = typer.Option(None, help="tiny | small | paper (default: the grid's scale)"),
+    set_: list[str] = typer.Option([], "--set", help="override a setting in every run, e.g. --set train.iterations=10"),
+    jobs: int = typer.Option(1, help="runs at a time (several may share a GPU)"),
+    launcher: str = typer.Option("local", help="local | ray"),
+    address: str = typer.Option(None, help="Ray cluster address (default: a running local instance, else a new one)"),
+    cpus_per_run: float = typer.Option(1.0, help="Ray: CPUs each run asks for"),
+    gpus_per_run: float = typer.Option(0.0, help="Ray: GPUs each run asks for (a fraction shares a GPU, e.g. 0.25)"),
+    checkpoint_every: int = typer.Option(5, help="iterations between checkpoints, so a killed sweep resumes its runs (0: none)"),
+    out: Path = typer.Option(None, help="folder for the records (default results/sweeps/TASK-GRID-SCALE)"),
+    data_dir: Path = typer.Option(None, help=DATA_HELP),
+    cache_dir: Path = typer.Option(None, help=CACHE_HELP),
+):
+    """Run a grid (methods x settings x seeds); runs with a complete record are skipped, so re-running resumes."""
+    try:
+        from erbench.sweep import sweep as run_sweep
+
+        if checkpoint_every < 0:
+            raise ErbenchError(f"--checkpoint-every {checkpoint_every} is negative", "give a number of iterations, or 0")
+        folder, summary, seconds = run_sweep(task, grid, seeds, scale, set_, out, jobs, launcher, address,
+                                             *dirs(data_dir, cache_dir), checkpoint_every, cpus_per_run, gpus_per_run,
+                                             echo=typer.echo)
+    except ErbenchError as e:
+        fail(e)
+    typer.echo(f"done {len(summary['done'])}, skipped {len(summary['skipped'])}, failed {len(summary['failed'])} "
+               f"in {seconds:.0f} s; records in {folder}")
+    for name, error in summary["failed"]:
+        typer.echo(f"failed {name}: {error}")
+    if summary["failed"]:
+        raise typer.Exit(1)
 
 
 RESULTS_HELP = "folder searched (recursively) for run records; its reference/ subfolder is left out"
