@@ -162,6 +162,7 @@ def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[
             todo.append(job)
     echo(f"sweep {task} grid {grid_name}: {len(all_jobs)} runs, {len(summary['skipped'])} already complete, "
          f"{len(todo)} to run with the {launcher} launcher -> {out}")
+    out.mkdir(parents=True, exist_ok=True)
     data = data_dir.resolve() if data_dir else None
     settings = launchers.Settings(out.resolve(), data, cache_dir.resolve(), checkpoint_every, cpus_per_run, gpus_per_run)
     run_jobs = launchers.local if launcher == "local" else launchers.ray
