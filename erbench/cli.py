@@ -77,6 +77,7 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="override any recipe field: section.key=value (sections: task, train, method)"),
     out: Path = typer.Option(Path("results/runs"), help="folder for the run record"),
     eval_ema: bool = typer.Option(False, "--eval-ema", help="also evaluate the EMA model at every evaluation"),
+    algo: str = typer.Option("ppo", help="ppo (erbench's PPO) | rloo | grpo (TRL with the Elastic Reset callback; fixed KL beta)"),
     checkpoint_every: int = typer.Option(0, help="save the training state every k iterations, for --resume (0: never)"),
     resume: bool = typer.Option(False, "--resume", help="continue the interrupted run of these settings from its last checkpoint"),
     record_file: Path = typer.Option(None, "--record", help="write the record to this file instead of a new one under --out (sweeps use it)"),
@@ -89,9 +90,19 @@ def run(
 
         if checkpoint_every < 0:
             raise ErbenchError(f"--checkpoint-every {checkpoint_every} is negative", "give a number of iterations, or 0 for no checkpoints")
-        cfg = resolve_run(task, method, scale, seed, set_ + (["train.eval_ema=true"] if eval_ema else []))
-        path, record = run_task(cfg, out, *dirs(data_dir, cache_dir), record_path=record_file, resume=resume,
-                                checkpoint_every=checkpoint_every)
+        if algo == "ppo":
+            cfg = resolve_run(task, method, scale, seed, set_ + (["train.eval_ema=true"] if eval_ema else []))
+            path, record = run_task(cfg, out, *dirs(data_dir, cache_dir), record_path=record_file, resume=resume,
+                                    checkpoint_every=checkpoint_every)
+        else:
+            from erbench.integrations.trl_run import check_supported, run_trl
+
+            if resume or checkpoint_every or eval_ema:
+                raise ErbenchError(f"--resume, --checkpoint-every and --eval-ema are not available with --algo {algo}",
+                                   "drop them, or use --algo ppo")
+            cfg = resolve_run(task, method, scale, seed, ["train.kl_controller=fixed", *set_])  # TRL's beta is fixed
+            check_supported(cfg, algo)
+            path, record = run_trl(cfg, algo, out, *dirs(data_dir, cache_dir), record_path=record_file)
     except ErbenchError as e:
         fail(e)
     for split in ("val", "test"):

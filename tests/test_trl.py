@@ -1,5 +1,6 @@
 """Elastic Reset as a TRL callback: RLOOTrainer and GRPOTrainer, full fine-tuning and LoRA, on a tiny model."""
 
+import json
 import os
 
 import pytest
@@ -110,3 +111,57 @@ def test_bad_callback_settings_raise():
     for kwargs in ({"reset_every": 0}, {"reset_every": 3, "ema_decay": 1.5}, {"reset_every": 3, "ema_every": 0}):
         with pytest.raises(ValueError):
             ElasticResetCallback(**kwargs)
+
+
+def test_run_with_rloo_writes_a_run_record(tmp_path, cache_dir):
+    from conftest import DATA_DIR, FAST, erbench, sets
+
+    out = tmp_path / "runs"
+    result = erbench("run", "imdb", "--method", "elastic", "--algo", "rloo", "--data-dir", str(DATA_DIR), "--out", str(out),
+                     *sets(*FAST), cache_dir=cache_dir)
+    assert result.returncode == 0, result.stderr
+    [path] = out.glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "completed" and record["method"] == "rloo-elastic" and record["algo"]["name"] == "rloo"
+    assert record["train"]["kl_controller"] == "fixed"  # the record says what ran: TRL's beta is fixed
+    assert record["resets"] == [2, 4] and [p["iteration"] for p in record["eval_curve"]] == [0, 2, 4]
+    assert [p["reset"] for p in record["train_curve"]] == [False, True, False, True]
+    assert 0 <= record["final"]["test"]["reward"] <= 1 and record["final"]["val"]["perplexity"] > 0
+    report = erbench("report", "--results", str(out), "--format", "json", cache_dir=cache_dir)
+    assert report.returncode == 0 and json.loads(report.stdout)[0]["method"] == "rloo-elastic"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "nlpo", "--algo", "grpo"], "method nlpo needs erbench's PPO"),
+    (["--method", "elastic", "--algo", "dpo"], "unknown algorithm 'dpo'"),
+    (["--method", "elastic", "--algo", "rloo", "--resume"], "not available with --algo rloo"),
+])
+def test_bad_algo_input_exits_2(tmp_path, args, message):
+    from conftest import erbench
+
+    result = erbench("run", "imdb", *args, cache_dir=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_ema_can_be_trls_reference_model(tmp_path, model_dir):
+    """kl_reference = ema (the paper's IMDB runs): the EMA lives in TRL's reference model, reset to theta0 with it."""
+    args = RLOOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", save_strategy="no", max_steps=4,
+                      per_device_train_batch_size=4, num_generations=4, max_completion_length=6, learning_rate=1e-2,
+                      beta=0.05, seed=0, disable_tqdm=True)
+    er = ElasticResetCallback(reset_every=4, ema_decay=DECAY)
+    trainer = RLOOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), reward_funcs=reward, args=args,
+                          train_dataset=Dataset.from_dict({"prompt": ["the movie was", "a film is"] * 8}),
+                          processing_class=PreTrainedTokenizerFast.from_pretrained(model_dir), callbacks=[er])
+    er.reference_model = trainer.ref_model
+    seen = []
+
+    class Watch(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            ref = [p.detach().clone() for p in trainer.ref_model.parameters()]
+            seen.append(sum((r - q).norm() for r, q in zip(ref, er.init)).item())
+
+    trainer.add_callback(Watch())
+    trainer.train()
+    assert all(d > 0 for d in seen[:3])  # the reference tracked the policy as its EMA
+    assert seen[3] == 0  # and was reset to theta0 with it
+    assert er.resets == [4]

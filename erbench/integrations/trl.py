@@ -41,15 +41,22 @@ def zero3_enabled() -> bool:
 
 class ElasticResetCallback(TrainerCallback):
     def __init__(self, reset_every: int | None, ema_decay: float = 0.995, ema_every: int = 1, reset_ema: bool = True,
-                 reset_optimizer: bool = False):
+                 reset_optimizer: bool = False, first_reset_after: int | None = None, reference_model=None):
+        """`first_reset_after`: the step of the first reset (default `reset_every`; the paper's IMDB runs reset after
+        steps 1, 18, 35: first_reset_after=1, reset_every=17). `reference_model`: keep the EMA in this model's
+        parameters, e.g. `trainer.ref_model` (GRPO/RLOO with beta > 0, full fine-tuning), so that the KL penalty
+        pulls towards the EMA as in the paper's IMDB runs; by default the EMA is a separate copy."""
         if reset_every is not None and reset_every < 1:
             raise ValueError(f"reset_every must be >= 1 or None, not {reset_every}")
+        if first_reset_after is not None and first_reset_after < 1:
+            raise ValueError(f"first_reset_after must be >= 1 or None, not {first_reset_after}")
         if not 0.0 <= ema_decay <= 1.0:
             raise ValueError(f"ema_decay must be in [0, 1], not {ema_decay}")
         if ema_every < 1:
             raise ValueError(f"ema_every must be >= 1, not {ema_every}")
         self.reset_every, self.ema_decay, self.ema_every = reset_every, ema_decay, ema_every
         self.reset_ema, self.reset_optimizer = reset_ema, reset_optimizer
+        self.first_reset_after, self.reference_model = first_reset_after, reference_model
         self.params: list[torch.nn.Parameter] = []
         self.init: list[torch.Tensor] = []
         self.ema: list[torch.Tensor] = []
@@ -72,16 +79,32 @@ class ElasticResetCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         # DDP and FSDP wrappers yield the wrapped model's parameters (FSDP: this process's shards).
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
         with torch.no_grad(), self.full_parameters(modify=False):
             self.init = [t.detach().clone() for t in self.tensors()]
-            self.ema = [t.clone() for t in self.init]
+            if self.reference_model is None:
+                self.ema = [t.clone() for t in self.init]
+            else:
+                reference = dict(self.reference_model.named_parameters())
+                missing = [name for name, _ in named if name not in reference]
+                if missing:
+                    raise ValueError(f"reference_model has no parameter {missing[0]}: it must have the policy's architecture "
+                                     "(full fine-tuning, not LoRA)")
+                self.ema = [local(reference[name].data) for name, _ in named]
+                torch._foreach_copy_(self.ema, self.init)
+
+    def is_reset_due(self, step: int) -> bool:
+        if self.reset_every is None:
+            return False
+        first = self.first_reset_after or self.reset_every
+        return step >= first and (step - first) % self.reset_every == 0
 
     @torch.no_grad()
     def on_step_end(self, args, state, control, optimizer=None, **kwargs):
         step = state.global_step
         update_ema = step % self.ema_every == 0 and self.ema_decay < 1.0
-        reset = self.reset_every is not None and step % self.reset_every == 0
+        reset = self.is_reset_due(step)
         if not (update_ema or reset):
             return
         with self.full_parameters(modify=True):
