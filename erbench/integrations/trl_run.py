@@ -66,6 +66,9 @@ def run_trl(cfg: RunConfig, algo: str, out_dir: Path, data_dir: Path | None, cac
     from erbench.progress import progress_bar
     from erbench.runner import make_task
 
+    from accelerate import PartialState
+
+    main_process = PartialState().is_main_process
     task = make_task(cfg, data_dir, cache_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     method = f"{algo}-{cfg.method}"
@@ -139,7 +142,8 @@ def run_trl(cfg: RunConfig, algo: str, out_dir: Path, data_dir: Path | None, cac
                     model.train(was_training)
                     if split == "val":
                         record["eval_curve"].append({"iteration": step, "resets_so_far": len(record["resets"]), **metrics})
-                        atomic_write_json(path, record)
+                        if main_process:  # under `accelerate launch` every process evaluates (no collectives), one writes
+                            atomic_write_json(path, record)
                     return metrics
 
                 trainer = trainer_class(model=model, reward_funcs=reward, args=args, train_dataset=dataset,
