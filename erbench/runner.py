@@ -79,8 +79,11 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, r
     resume_dir = cache_dir / "checkpoints" / path.stem / "resume"
     start, resumed = 0, None
     if resume:
-        previous = json.loads(path.read_text()) if path.exists() else {}
-        if previous.get("status") == "completed":
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            previous = {}  # no record, or a broken one: the checkpoint carries the record so far
+        if isinstance(previous, dict) and previous.get("status") == "completed":
             raise ErbenchError(f"{path} is already a completed run", "run without --resume to train it again")
         start, resumed, record = checkpoint.load(resume_dir, config)
         record.setdefault("resumed", []).append({"from_iteration": start, "at": stamp})
