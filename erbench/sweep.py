@@ -136,6 +136,24 @@ def record_failure(path: Path, job: Job, error: str) -> None:
     atomic_write_json(path, record)
 
 
+def prepare_assets(jobs: list[Job], data_dir: Path | None, cache_dir: Path, echo) -> None:
+    """Build each task configuration's cached assets once, before J runs would race to build them at once.
+    A configuration that cannot be prepared is left to its runs, which then fail with the reason on record."""
+    from erbench.runner import make_task, resolve_run
+
+    seen = set()
+    for job in jobs:
+        cfg = resolve_run(job.task, job.method, job.scale, job.seed, list(job.sets))
+        key = json.dumps([job.task, cfg.to_dict()["task_config"]], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            make_task(cfg, data_dir, cache_dir).prepare()
+        except ErbenchError as e:
+            echo(f"warning: cannot prepare the assets of {job.name}: {e}")
+
+
 def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[str], out: Path | None, jobs: int,
           launcher: str, address: str | None, data_dir: Path | None, cache_dir: Path, checkpoint_every: int,
           cpus_per_run: float, gpus_per_run: float, echo=print) -> tuple[Path, dict[str, list], float]:
@@ -163,6 +181,8 @@ def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[
     echo(f"sweep {task} grid {grid_name}: {len(all_jobs)} runs, {len(summary['skipped'])} already complete, "
          f"{len(todo)} to run with the {launcher} launcher -> {out}")
     out.mkdir(parents=True, exist_ok=True)
+    if launcher == "local":
+        prepare_assets(todo, data_dir, cache_dir, echo)
     data = data_dir.resolve() if data_dir else None
     settings = launchers.Settings(out.resolve(), data, cache_dir.resolve(), checkpoint_every, cpus_per_run, gpus_per_run)
     run_jobs = launchers.local if launcher == "local" else launchers.ray
