@@ -138,3 +138,16 @@ def test_ray_launcher_runs_the_grid_on_a_ray_instance(tmp_path, cache_dir, ray_h
     assert completed["status"] == "completed" and completed["final"]["test"]["reward"] >= 0
     assert failed["status"] == "failed" and "cuda" in failed["error"].lower()
     assert (out / f"{next(n for n in found if 'default' in n)}.log").exists()  # the worker's output came back too
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("ray", ["sweep", "imdb", "--grid", "paper", "--seeds", "1", "--launcher", "ray"], "pip install erbench[ray]"),
+    ("trl", ["run", "imdb", "--method", "elastic", "--algo", "grpo"], "pip install erbench[trl]"),
+])
+def test_a_missing_extra_is_named_in_one_line(tmp_path, module, args, message):
+    """Without the optional extra installed (shadowed here by a module that fails to import), one line says what to install."""
+    (tmp_path / f"{module}.py").write_text("raise ImportError('not installed')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "ERBENCH_QUIET": "1", "ERBENCH_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "erbench.cli", *args, "--data-dir", str(tmp_path / "no-data")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
