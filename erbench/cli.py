@@ -36,6 +36,12 @@ def list_command():
         typer.echo(f"  {name:10s} {spec.description}")
         for scale, description in recipe_scales(name).items():
             typer.echo(f"    --scale {scale:6s} {description}")
+    from erbench.sweep import describe_grids
+
+    typer.echo("grids (erbench sweep TASK --grid NAME):")
+    for name in TASKS:
+        for grid, description in describe_grids(name).items():
+            typer.echo(f"  {name} --grid {grid:12s} {description}")
     typer.echo("methods:")
     for name, spec in METHODS.items():
         only = f" (task {', '.join(spec.tasks)} only)" if spec.tasks else ""
@@ -72,6 +78,10 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="override any recipe field: section.key=value (sections: task, train, method)"),
     out: Path = typer.Option(Path("results/runs"), help="folder for the run record"),
     eval_ema: bool = typer.Option(False, "--eval-ema", help="also evaluate the EMA model at every evaluation"),
+    algo: str = typer.Option("ppo", help="ppo (erbench's PPO) | rloo | grpo (TRL with the Elastic Reset callback; fixed KL beta)"),
+    checkpoint_every: int = typer.Option(0, help="save the training state every k iterations, for --resume (0: never)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the interrupted run of these settings from its last checkpoint"),
+    record_file: Path = typer.Option(None, "--record", help="write the record to this file instead of a new one under --out (sweeps use it)"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
 ):
@@ -80,8 +90,21 @@ def run(
         from erbench.registry import TASKS
         from erbench.runner import resolve_run, run as run_task
 
-        cfg = resolve_run(task, method, scale, seed, set_ + (["train.eval_ema=true"] if eval_ema else []))
-        path, record = run_task(cfg, out, *dirs(data_dir, cache_dir))
+        if checkpoint_every < 0:
+            raise ErbenchError(f"--checkpoint-every {checkpoint_every} is negative", "give a number of iterations, or 0 for no checkpoints")
+        if algo == "ppo":
+            cfg = resolve_run(task, method, scale, seed, set_ + (["train.eval_ema=true"] if eval_ema else []))
+            path, record = run_task(cfg, out, *dirs(data_dir, cache_dir), record_path=record_file, resume=resume,
+                                    checkpoint_every=checkpoint_every)
+        else:
+            from erbench.integrations.trl_run import check_supported, run_trl
+
+            if resume or checkpoint_every or eval_ema:
+                raise ErbenchError(f"--resume, --checkpoint-every and --eval-ema are not available with --algo {algo}",
+                                   "drop them, or use --algo ppo")
+            cfg = resolve_run(task, method, scale, seed, ["train.kl_controller=fixed", *set_])  # TRL's beta is fixed
+            check_supported(cfg, algo)
+            path, record = run_trl(cfg, algo, out, *dirs(data_dir, cache_dir), record_path=record_file)
     except ErbenchError as e:
         fail(e)
     for split in ("val", "test"):
@@ -113,6 +136,42 @@ def interpolate(
         for point in points:
             typer.echo(f"{name:6s} alpha {point['alpha']:.2f}  reward {point['reward']:.4f}  perplexity {point['perplexity']:.2f}  kl_to_init {point['kl_to_init']:.4f}")
     typer.echo(f"stored in {record}")
+
+
+@app.command()
+def sweep(
+    task: str = typer.Argument(..., help="task name (see `erbench list`)"),
+    grid: str = typer.Option(..., help="a grid of the task's recipe (see `erbench list`), or a grid .toml file"),
+    seeds: int = typer.Option(5, help="seeds 0..K-1 of every setting (the paper used 5)"),
+    scale: str = typer.Option(None, help="tiny | small | paper (default: the grid's scale)"),
+    set_: list[str] = typer.Option([], "--set", help="override a setting in every run, e.g. --set train.iterations=10"),
+    jobs: int = typer.Option(1, help="runs at a time (several may share a GPU)"),
+    launcher: str = typer.Option("local", help="local | ray"),
+    address: str = typer.Option(None, help="Ray cluster address (default: a running local instance, else a new one)"),
+    cpus_per_run: float = typer.Option(1.0, help="Ray: CPUs each run asks for"),
+    gpus_per_run: float = typer.Option(0.0, help="Ray: GPUs each run asks for (a fraction shares a GPU, e.g. 0.25)"),
+    checkpoint_every: int = typer.Option(5, help="iterations between checkpoints, so a killed sweep resumes its runs (0: none)"),
+    out: Path = typer.Option(None, help="folder for the records (default results/sweeps/TASK-GRID-SCALE)"),
+    data_dir: Path = typer.Option(None, help=DATA_HELP),
+    cache_dir: Path = typer.Option(None, help=CACHE_HELP),
+):
+    """Run a grid (methods x settings x seeds); runs with a complete record are skipped, so re-running resumes."""
+    try:
+        from erbench.sweep import sweep as run_sweep
+
+        if checkpoint_every < 0:
+            raise ErbenchError(f"--checkpoint-every {checkpoint_every} is negative", "give a number of iterations, or 0")
+        folder, summary, seconds = run_sweep(task, grid, seeds, scale, set_, out, jobs, launcher, address,
+                                             *dirs(data_dir, cache_dir), checkpoint_every, cpus_per_run, gpus_per_run,
+                                             echo=typer.echo)
+    except ErbenchError as e:
+        fail(e)
+    typer.echo(f"done {len(summary['done'])}, skipped {len(summary['skipped'])}, failed {len(summary['failed'])} "
+               f"in {seconds:.0f} s; records in {folder}")
+    for name, error in summary["failed"]:
+        typer.echo(f"failed {name}: {error}")
+    if summary["failed"]:
+        raise typer.Exit(1)
 
 
 RESULTS_HELP = "folder searched (recursively) for run records; its reference/ subfolder is left out"

@@ -1,12 +1,15 @@
 """One run, end to end: resolve the config, prepare the task, train with PPO + the method hook, write the record."""
 
+import json
 import os
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from erbench import checkpoint
 from erbench.config import RunConfig, resolve
 from erbench.errors import ErbenchError
 from erbench.methods.elastic_reset import frozen_copy
@@ -56,26 +59,58 @@ def build_trainer(cfg: RunConfig, task) -> PPOTrainer:
     return PPOTrainer(cfg.train, task, policy, critic, optimizer, method, generator)
 
 
-def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path) -> tuple[Path, dict]:
-    """Train one policy; the record is rewritten atomically after every evaluation and at the end."""
+def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, record_path: Path | None = None,
+        resume: bool = False, checkpoint_every: int = 0) -> tuple[Path, dict]:
+    """Train one policy; the record is rewritten atomically after every evaluation and at the end.
+
+    `record_path` fixes the record's file (sweeps); otherwise it is named after the run and its start time.
+    With `checkpoint_every` k > 0 the training state is saved every k iterations; `resume` continues the
+    unfinished run of this configuration (the one at `record_path`, else the newest under `out_dir`)."""
+    config = json.loads(json.dumps(cfg.to_dict()))  # as a record stores it
     task = make_task(cfg, data_dir, cache_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = out_dir / f"{cfg.task}-{cfg.method}-{cfg.scale}-seed{cfg.seed}-{stamp}.json"
-    record = {
-        "schema": RECORD_SCHEMA, "status": "running", "started": stamp, **cfg.to_dict(),
-        "environment": {**environment(), "device": str(task.device),
-                        "device_name": torch.cuda.get_device_name(task.device) if task.device.type == "cuda" else "cpu"},
-        "timings": {}, "train_curve": [], "eval_curve": [], "resets": [], "final": {},
-        **({"ema_eval_curve": []} if cfg.train.eval_ema else {}),
-    }
+    if resume:
+        path = record_path or unfinished_record(out_dir, config)
+    else:
+        path = record_path or out_dir / f"{cfg.task}-{cfg.method}-{cfg.scale}-seed{cfg.seed}-{stamp}.json"
+    resume_dir = cache_dir / "checkpoints" / path.stem / "resume"
+    start, resumed = 0, None
+    if resume:
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            previous = {}  # no record, or a broken one: the checkpoint carries the record so far
+        if isinstance(previous, dict) and previous.get("status") == "completed":
+            raise ErbenchError(f"{path} is already a completed run", "run without --resume to train it again")
+        start, resumed, record = checkpoint.load(resume_dir, config)
+        record.setdefault("resumed", []).append({"from_iteration": start, "at": stamp})
+        record["status"] = "running"
+        record.pop("error", None)
+    else:
+        shutil.rmtree(resume_dir, ignore_errors=True)  # a stale checkpoint of an earlier run under this name
+        record = {
+            "schema": RECORD_SCHEMA, "status": "running", "started": stamp, **cfg.to_dict(),
+            "environment": {**environment(), "device": str(task.device),
+                            "device_name": torch.cuda.get_device_name(task.device) if task.device.type == "cuda" else "cpu"},
+            "timings": {}, "train_curve": [], "eval_curve": [], "resets": [], "final": {},
+            **({"ema_eval_curve": []} if cfg.train.eval_ema else {}),
+        }
+    if checkpoint_every:
+        record["resume_checkpoint"] = str(resume_dir)
+    earlier_seconds = record["timings"].get("total_seconds", 0.0)
     started, trainer = time.perf_counter(), None
     try:
         record["assets"] = task.prepare()
-        record["timings"]["prepare_seconds"] = time.perf_counter() - started
+        if not resume:
+            record["timings"]["prepare_seconds"] = time.perf_counter() - started
         trainer = build_trainer(cfg, task)
+        if resumed is not None:
+            checkpoint.restore(trainer, resumed)
         atomic_write_json(path, record)
 
         with progress_bar(f"{cfg.task} {cfg.method}", cfg.train.iterations) as advance:
+            advance(start)
+
             def on_iteration(stats: dict):
                 record["train_curve"].append(stats)
                 if stats["reset"]:
@@ -90,21 +125,46 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path) -
                 record["timings"].update({f"{k}_seconds": v for k, v in trainer.seconds.items()})
                 atomic_write_json(path, record)
 
-            trainer.train(on_iteration, on_eval)
+            def after_iteration(done: int):
+                if checkpoint_every and done % checkpoint_every == 0 and done < cfg.train.iterations:
+                    record["timings"]["total_seconds"] = earlier_seconds + time.perf_counter() - started
+                    checkpoint.save(resume_dir, done, trainer.state_dict(), config, record)
+                    atomic_write_json(path, record)
+
+            trainer.train(on_iteration, on_eval, start, after_iteration)
         record["final"] = {"val": record["eval_curve"][-1], "test": trainer.evaluate("test")}
         record["checkpoint"] = str(save_weights(trainer.method, cache_dir / "checkpoints" / path.stem))
         record["status"] = "completed"
+        record.pop("resume_checkpoint", None)
+        shutil.rmtree(resume_dir, ignore_errors=True)
     except BaseException as e:
         record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         record["error"] = f"{type(e).__name__}: {e}"
         raise
     finally:
-        record["timings"]["total_seconds"] = time.perf_counter() - started
+        record["timings"]["total_seconds"] = earlier_seconds + time.perf_counter() - started
         if trainer is not None:
             record["timings"].update({f"{k}_seconds": v for k, v in trainer.seconds.items()})
         if path.exists():  # a run that failed before training started leaves no record
             atomic_write_json(path, record)
     return path, record
+
+
+def unfinished_record(out_dir: Path, config: dict) -> Path:
+    """The newest record under `out_dir` of a run with this configuration that did not complete."""
+    candidates = []
+    for path in Path(out_dir).glob("*.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if (isinstance(record, dict) and record.get("schema") == RECORD_SCHEMA and record.get("status") != "completed"
+                and all(record.get(key) == value for key, value in config.items())):
+            candidates.append((record.get("started", ""), path))
+    if not candidates:
+        raise ErbenchError(f"no unfinished run of this configuration under {out_dir}",
+                           "run without --resume, or give the interrupted run's --out folder and the same settings")
+    return max(candidates)[1]
 
 
 def save_weights(method, folder: Path) -> Path:

@@ -187,3 +187,19 @@ def test_unknown_split_is_refused(translation_cache):
     task, trainer = build(translation_cache, "ppo")
     with pytest.raises(ErbenchError, match="unknown split 'train'"):
         task.evaluate(trainer.policy, trainer.method.init_model, "train")
+
+
+def test_a_resumed_game_continues_exactly_listener_included(translation_cache, tmp_path):
+    from erbench import checkpoint
+
+    _, whole = build(translation_cache, "elastic")
+    expected = [whole.iteration(i) for i in range(4)]
+
+    _, first = build(translation_cache, "elastic")
+    done = [first.iteration(i) for i in range(2)]
+    config = {"task": "translation"}
+    checkpoint.save(tmp_path / "resume", 2, first.state_dict(), config, {"train_curve": done})
+    _, second = build(translation_cache, "elastic")
+    start, data, _ = checkpoint.load(tmp_path / "resume", config)
+    checkpoint.restore(second, data)
+    assert start == 2 and done + [second.iteration(i) for i in range(2, 4)] == expected

@@ -81,3 +81,13 @@ class ElasticReset:
                 self.optimizer.state.pop(p, None)
         self.reset_iterations.append(completed)
         return True
+
+    def state_dict(self) -> dict:
+        """The hook's own training state (the online policy and critic are the trainer's)."""
+        separate_ema = self.ema_model is not None and self.ema_model is not self.init_model
+        return {"ema": self.ema_model.state_dict() if separate_ema else None, "reset_iterations": list(self.reset_iterations)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["ema"] is not None:
+            self.ema_model.load_state_dict(state["ema"])
+        self.reset_iterations = list(state["reset_iterations"])

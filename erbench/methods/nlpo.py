@@ -74,3 +74,12 @@ class Nlpo(ElasticReset):
             if self.iterations_done % self.cfg.mask_update_every == 0:
                 torch._foreach_copy_(list(self.mask_model.parameters()), [p.detach() for p in self.online_model.parameters()])
                 self.mask_updates.append(self.iterations_done)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "mask_model": self.mask_model.state_dict(), "iterations_done": self.iterations_done,
+                "mask_updates": list(self.mask_updates)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.mask_model.load_state_dict(state["mask_model"])
+        self.iterations_done, self.mask_updates = state["iterations_done"], list(state["mask_updates"])

@@ -161,14 +161,35 @@ class PPOTrainer:
             "clip_fraction": masked_mean(((ratio - 1).abs() > cfg.clip_range).float(), mask),
         }
 
-    def train(self, on_iteration: Callable[[dict], None], on_eval: Callable[[int, dict, dict | None], None]) -> None:
-        """Evaluate the initial policy, then alternate iterations and evaluations every `eval_every`."""
-        on_eval(0, *self.evaluate_all())
-        for iteration in range(self.cfg.iterations):
+    def train(self, on_iteration: Callable[[dict], None], on_eval: Callable[[int, dict, dict | None], None],
+              start: int = 0, after_iteration: Callable[[int], None] | None = None) -> None:
+        """Evaluate the initial policy, then alternate iterations and evaluations every `eval_every`.
+        A resumed run passes the iterations already `start`ed; `after_iteration(done)` may checkpoint."""
+        if start == 0:
+            on_eval(0, *self.evaluate_all())
+        for iteration in range(start, self.cfg.iterations):
             on_iteration(self.iteration(iteration))
             done = iteration + 1
             if done % self.cfg.eval_every == 0 or done == self.cfg.iterations:
                 on_eval(done, *self.evaluate_all())
+            if after_iteration is not None:
+                after_iteration(done)
+
+    def state_dict(self) -> dict:
+        """Everything that changes during training, for an exact resume (with the global torch RNG, see checkpoint.py)."""
+        return {"policy": self.policy.state_dict(), "critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "kl_coef": self.kl_controller.coef, "generator": self.generator.get_state(), "method": self.method.state_dict(),
+                "task": self.task.state_dict(), "seconds": dict(self.seconds)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl_controller.coef = state["kl_coef"]
+        self.generator.set_state(state["generator"])
+        self.method.load_state_dict(state["method"])
+        self.task.load_state_dict(state["task"])
+        self.seconds.update(state["seconds"])
 
     def evaluate_all(self) -> tuple[dict, dict | None]:
         """The online policy's val metrics, and the EMA's when asked for and the method keeps a separate one."""

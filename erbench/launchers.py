@@ -1,0 +1,145 @@
+"""Launchers run a sweep's jobs: each job is one `erbench run` in its own process.
+
+  local  J processes at a time on this machine; with GPUs, the slots are spread over them round-robin
+         (several runs share a GPU when J exceeds the GPU count: a tiny or GPT-2-small run uses a small share)
+  ray    each job is a Ray task with its CPU/GPU needs, on a cluster (`--address`) or a local Ray instance;
+         the worker returns the record to the driver, so no shared filesystem is needed for records
+
+A job resumes from its checkpoint when one exists in the cache folder it runs with.
+"""
+
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from erbench.errors import ErbenchError
+
+
+@dataclass(frozen=True)
+class Settings:
+    out: Path  # the driver's record folder
+    data_dir: Path | None
+    cache_dir: Path
+    checkpoint_every: int
+    cpus_per_run: float
+    gpus_per_run: float
+
+
+def last_error_line(text: str) -> str | None:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line[len("error: "):]
+    return lines[-1] if lines else None
+
+
+def execute(job, record: Path, settings: Settings, env: dict[str, str] | None = None):
+    """Run one job to completion in a subprocess; returns its Outcome. Output goes to <record>.log."""
+    from erbench import checkpoint
+    from erbench.sweep import Outcome
+
+    resume = checkpoint.exists(settings.cache_dir / "checkpoints" / record.stem / "resume")
+    command = [sys.executable, "-m", "erbench.cli", *job.run_args(), "--record", str(record),
+               "--cache-dir", str(settings.cache_dir), "--checkpoint-every", str(settings.checkpoint_every),
+               *(["--data-dir", str(settings.data_dir)] if settings.data_dir else []), *(["--resume"] if resume else [])]
+    record.parent.mkdir(parents=True, exist_ok=True)
+    log = record.with_suffix(".log")
+    started = time.perf_counter()
+    with open(log, "w") as output:
+        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "ERBENCH_QUIET": "1", **(env or {})})
+    seconds = time.perf_counter() - started
+    if result.returncode == 0:
+        return Outcome(job.name, "done", seconds=seconds)
+    reason = f"killed by signal {-result.returncode}" if result.returncode < 0 else f"exit code {result.returncode}"
+    error = last_error_line(log.read_text(errors="replace")) or reason
+    return Outcome(job.name, "failed", error=f"{error} ({reason}; log: {log})", seconds=seconds)
+
+
+def local(jobs: list, parallel: int, settings: Settings, finished: Callable, address: str | None = None) -> None:
+    """Run `parallel` jobs at a time; each gets CPU threads = cores / parallel and, with GPUs, one of them."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    threads = str(max(1, (os.cpu_count() or 1) // parallel))
+    slots: queue.Queue[int] = queue.Queue()
+    for slot in range(parallel):
+        slots.put(slot)
+
+    def work(job):
+        slot = slots.get()
+        try:
+            env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+            return execute(job, settings.out / f"{job.name}.json", settings, env)
+        finally:
+            slots.put(slot)
+
+    pool = ThreadPoolExecutor(max_workers=parallel)
+    try:
+        futures = {pool.submit(work, job): job for job in jobs}
+        for future in as_completed(futures):
+            finished(futures[future], future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def execute_remote(job, settings: Settings):
+    """A Ray task: run the job into a local temporary folder and hand the record (and the log's tail) back."""
+    import json
+
+    from erbench.sweep import Outcome
+
+    with tempfile.TemporaryDirectory() as tmp:
+        record = Path(tmp) / f"{job.name}.json"
+        try:
+            outcome = execute(job, record, settings, {"OMP_NUM_THREADS": str(max(1, int(settings.cpus_per_run)))})
+        except Exception as e:  # never lose a run's outcome to a worker-side problem
+            return Outcome(job.name, "failed", error=f"{type(e).__name__}: {e}")
+        if record.exists():
+            outcome.record = json.loads(record.read_text())
+        log = record.with_suffix(".log")
+        outcome.log = log.read_text(errors="replace") if log.exists() else None
+        if outcome.error:
+            outcome.error = outcome.error.replace(str(log), str(settings.out / log.name))
+        return outcome
+
+
+def ray(jobs: list, parallel: int, settings: Settings, finished: Callable, address: str | None = None) -> None:
+    """Submit every job as a Ray task; at most `parallel` are in flight (the cluster's resources also limit them)."""
+    from erbench.sweep import Outcome
+
+    try:
+        import ray as ray_module
+    except ImportError:
+        raise ErbenchError("the Ray launcher needs Ray", "pip install erbench[ray]") from None
+    try:
+        ray_module.init(address=address, log_to_driver=False, include_dashboard=False)
+    except Exception as e:
+        raise ErbenchError(f"cannot connect to Ray{f' at {address}' if address else ''}: {type(e).__name__}: {e}",
+                           "start one with `ray start --head` and pass its address, e.g. --address 127.0.0.1:6379") from None
+    try:
+        remote = ray_module.remote(execute_remote).options(num_cpus=settings.cpus_per_run, num_gpus=settings.gpus_per_run,
+                                                           max_retries=0)
+        pending, waiting = {}, list(jobs)
+        while waiting or pending:
+            while waiting and len(pending) < parallel:
+                job = waiting.pop(0)
+                pending[remote.remote(job, settings)] = job
+            ready, _ = ray_module.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                outcome = ray_module.get(ready[0])
+            except Exception as e:  # the worker died: record the job failed and go on
+                outcome = Outcome(job.name, "failed", error=f"Ray task failed: {type(e).__name__}: {str(e).splitlines()[0]}")
+            finished(job, outcome)
+    finally:
+        ray_module.shutdown()

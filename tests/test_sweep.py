@@ -1,0 +1,153 @@
+"""`erbench sweep` through the command line: resume by skipping after a kill, failures recorded, the Ray launcher."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import DATA_DIR, FAST, erbench, sets
+
+GRID = 'methods = ["ppo", "elastic"]\n'
+
+
+def sweep_args(grid, out, *extra: str) -> list[str]:
+    return ["sweep", "imdb", "--grid", str(grid), "--scale", "tiny", "--out", str(out), "--data-dir", str(DATA_DIR),
+            *sets(*FAST), *extra]
+
+
+def records(out) -> dict[str, dict]:
+    return {path.stem: json.loads(path.read_text()) for path in out.glob("*.json")}
+
+
+def test_killed_sweep_resumes_only_the_missing_runs(tmp_path, cache_dir):
+    grid, out = tmp_path / "grid.toml", tmp_path / "sweep"
+    grid.write_text(GRID)
+    env = {**os.environ, "ERBENCH_QUIET": "1", "ERBENCH_CACHE": str(cache_dir)}
+    first = subprocess.Popen([sys.executable, "-m", "erbench.cli", *sweep_args(grid, out, "--seeds", "2", "--jobs", "1")],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 300
+    while not any(r.get("status") == "completed" for r in records(out).values()) and time.time() < deadline:
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the sweep and the run it is in the middle of, as a crash would
+    first.wait()
+    before = {name: r for name, r in records(out).items() if r.get("status") == "completed"}
+    assert 1 <= len(before) < 4
+
+    result = erbench(*sweep_args(grid, out, "--seeds", "2", "--jobs", "2"), cache_dir=cache_dir)
+    assert result.returncode == 0, result.stderr
+    assert f"done {4 - len(before)}, skipped {len(before)}, failed 0" in result.stdout
+    after = records(out)
+    assert len(after) == 4
+    assert all(r["status"] == "completed" for r in after.values())
+    for name, record in before.items():
+        assert after[name] == record  # skipped, not re-run
+    assert {(r["method"], r["seed"]) for r in after.values()} == {(m, s) for m in ("ppo", "elastic") for s in (0, 1)}
+
+    again = erbench(*sweep_args(grid, out, "--seeds", "2"), cache_dir=cache_dir)
+    assert again.returncode == 0 and "done 0, skipped 4, failed 0" in again.stdout
+
+    report = erbench("report", "--results", str(out), "--format", "json", cache_dir=cache_dir)
+    assert report.returncode == 0, report.stderr
+    rows = {row["method"]: row for row in json.loads(report.stdout)}
+    assert set(rows) == {"ppo", "elastic"} and all(row["n_seeds"] == 2 for row in rows.values())
+
+
+def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, cache_dir):
+    grid, out = tmp_path / "grid.toml", tmp_path / "sweep"
+    grid.write_text('methods = ["ppo"]\nsettings = [{ "train.device" = "cuda:99" }, {}]\n')
+    result = erbench(*sweep_args(grid, out, "--seeds", "1", "--jobs", "2"), cache_dir=cache_dir)
+    assert result.returncode == 1
+    assert "done 1, skipped 0, failed 1" in result.stdout
+    found = records(out)
+    [failed] = [r for name, r in found.items() if "devicecuda99" in name]
+    [completed] = [r for name, r in found.items() if "default" in name]
+    assert failed["status"] == "failed" and "cuda" in failed["error"].lower()
+    assert completed["status"] == "completed"
+    assert "failed imdb-ppo-tiny-devicecuda99" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grid", "nope"], "unknown grid 'nope' for task imdb; choose one of: "),
+    (["--grid", "paper", "--jobs", "0"], "--jobs 0"),
+    (["--grid", "paper", "--launcher", "slurm"], "unknown launcher 'slurm'"),
+    (["--grid", "paper", "--address", "1.2.3.4:6379"], "--address is for the Ray launcher"),
+    (["--grid", "paper", "--set", "method.ema_decay=2"], "method.ema_decay must be in [0, 1]"),
+])
+def test_bad_sweep_input_exits_2_with_one_line(tmp_path, args, message):
+    result = erbench("sweep", "imdb", "--seeds", "1", "--out", str(tmp_path / "out"), *args, cache_dir=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_paper_grid_covers_every_method_and_the_swept_knobs():
+    from erbench.registry import METHODS
+    from erbench.sweep import expand, load_grid
+
+    jobs = expand("imdb", load_grid("imdb", "paper"), "tiny", 2, [])
+    assert {job.method for job in jobs} == set(METHODS)
+    assert len({job.name for job in jobs}) == len(jobs) and {job.seed for job in jobs} == {0, 1}
+    settings = {(job.method, item) for job in jobs for item in job.sets}
+    for coef in ("0.001", "0.1", "1.0"):
+        assert ("ppo", f"train.kl_coef={coef}") in settings
+    for decay in ("0.9", "0.95", "0.99", "0.999"):
+        assert ("elastic", f"method.ema_decay={decay}") in settings
+    for every in ("10", "20", "26", "35"):
+        assert ("elastic", f"method.reset_every={every}") in settings
+
+
+@pytest.fixture
+def ray_head():
+    """`ray start --head --block` on this machine (2 CPUs); stopping it stops the processes it started, no others."""
+    pytest.importorskip("ray", reason="the Ray launcher needs the [ray] extra; CI installs it")
+    ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable))
+    address, temp = f"127.0.0.1:{40000 + os.getpid() % 20000}", f"/tmp/ray-{os.getpid()}"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={address.split(':')[1]}", "--num-cpus=2",
+                             "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while subprocess.run([ray_bin, "status", "--address", address], capture_output=True, env=env).returncode != 0:
+            assert head.poll() is None and time.time() < deadline, "ray start --head failed"
+            time.sleep(1)
+        yield address
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_launcher_runs_the_grid_on_a_ray_instance(tmp_path, cache_dir, ray_head):
+    grid, out = tmp_path / "grid.toml", tmp_path / "sweep"
+    grid.write_text('methods = ["ppo"]\nsettings = [{}, { "train.device" = "cuda:99" }]\n')
+    result = erbench(*sweep_args(grid, out, "--seeds", "1", "--jobs", "2", "--launcher", "ray", "--address", ray_head),
+                     cache_dir=cache_dir)
+    assert result.returncode == 1, result.stderr
+    assert "done 1, skipped 0, failed 1" in result.stdout
+    found = records(out)
+    [completed] = [r for name, r in found.items() if "default" in name]
+    [failed] = [r for name, r in found.items() if "cuda99" in name]
+    assert completed["status"] == "completed" and completed["final"]["test"]["reward"] >= 0
+    assert failed["status"] == "failed" and "cuda" in failed["error"].lower()
+    assert (out / f"{next(n for n in found if 'default' in n)}.log").exists()  # the worker's output came back too
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("ray", ["sweep", "imdb", "--grid", "paper", "--seeds", "1", "--launcher", "ray"], "pip install erbench[ray]"),
+    ("trl", ["run", "imdb", "--method", "elastic", "--algo", "grpo"], "pip install erbench[trl]"),
+])
+def test_a_missing_extra_is_named_in_one_line(tmp_path, module, args, message):
+    """Without the optional extra installed (shadowed here by a module that fails to import), one line says what to install."""
+    (tmp_path / f"{module}.py").write_text("raise ImportError('not installed')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "ERBENCH_QUIET": "1", "ERBENCH_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "erbench.cli", *args, "--data-dir", str(tmp_path / "no-data")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
