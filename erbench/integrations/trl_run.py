@@ -14,8 +14,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
 from erbench.config import RunConfig
 from erbench.errors import ErbenchError
 from erbench.results import RECORD_SCHEMA, atomic_write_json, environment

@@ -1,11 +1,43 @@
 """The parts of the task protocol most tasks share; a task overrides what it needs (see rl/ppo.py for the protocol)."""
 
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
 from torch import nn
 
+from erbench.progress import say
 from erbench.rl.policy import Critic
 
 
 class Task:
+    asset_fields: tuple[str, ...] = ()  # config fields that shape the prepared assets (their cache key)
+
+    def prepare(self, force: bool = False) -> dict:
+        """The prepared assets' meta, building them first when missing, corrupt or forced. `build_assets(folder)`
+        fills a temporary folder that is renamed into `self.asset_dir` only once complete."""
+        meta_path = self.asset_dir / "meta.json"
+        if meta_path.exists() and not force:
+            try:
+                return json.loads(meta_path.read_text())
+            except json.JSONDecodeError:
+                say(f"rebuilding {self.asset_dir}: its meta.json is corrupt")
+        tmp = self.asset_dir.with_name(self.asset_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        start = time.perf_counter()
+        meta = {"config": {k: v for k, v in asdict(self.cfg).items() if k in self.asset_fields}, **self.build_assets(tmp)}
+        meta["prepare_seconds"] = time.perf_counter() - start
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        shutil.rmtree(self.asset_dir, ignore_errors=True)
+        tmp.rename(self.asset_dir)
+        return meta
+
+    def build_assets(self, folder: Path) -> dict:
+        """Write the task's models into `folder`; returns what to record about them."""
+        return {}
     def make_critic(self, policy: nn.Module) -> nn.Module:
         """The value model; by default a causal LM's transformer with a scalar head."""
         return Critic(policy)

@@ -18,7 +18,6 @@ import json
 import math
 import pickle
 import re
-import shutil
 import tarfile
 import time
 from dataclasses import asdict, dataclass
@@ -293,6 +292,7 @@ class TfidfReward:
 
 class ImdbTask(Task):
     config_class = ImdbConfig
+    asset_fields = ASSET_FIELDS
 
     def __init__(self, cfg: ImdbConfig, data_dir: Path | None, cache_dir: Path, device: torch.device, seed: int = 0):
         self.cfg, self.data_dir, self.cache_dir, self.device, self.seed = cfg, data_dir, cache_dir, device, seed
@@ -304,20 +304,10 @@ class ImdbTask(Task):
 
     # --- prepare: build the cached assets once ---------------------------------------------------
 
-    def prepare(self, force: bool = False) -> dict:
-        """Build tokenizer, LM and reward into the cache (atomically: a temp dir renamed into place)."""
-        meta_path = self.asset_dir / "meta.json"
-        if meta_path.exists() and not force:
-            try:
-                return json.loads(meta_path.read_text())
-            except json.JSONDecodeError:
-                say(f"rebuilding {self.asset_dir}: its meta.json is corrupt")
-        cfg = self.cfg
-        meta: dict = {"config": {k: v for k, v in asdict(cfg).items() if k in ASSET_FIELDS}}
+    def build_assets(self, tmp: Path) -> dict:
+        """Tokenizer, LM and reward."""
+        cfg, meta = self.cfg, {}
         start = time.perf_counter()
-        tmp = self.asset_dir.with_name(self.asset_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         splits = self.splits
         meta["data_seconds"] = time.perf_counter() - start
         if cfg.policy == "scratch":
@@ -344,10 +334,6 @@ class ImdbTask(Task):
             with open(tmp / "reward.pkl", "wb") as f:
                 pickle.dump(classifier, f)
             meta.update(accuracy, reward_seconds=time.perf_counter() - t0)
-        meta["prepare_seconds"] = time.perf_counter() - start
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        shutil.rmtree(self.asset_dir, ignore_errors=True)
-        tmp.rename(self.asset_dir)
         return meta
 
     # --- load: models, reward and encoded prompts for a run --------------------------------------

@@ -27,7 +27,6 @@ import hashlib
 import io
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -281,6 +280,7 @@ def asset_key(cfg: TranslationConfig) -> str:
 
 class TranslationTask(Task):
     config_class = TranslationConfig
+    asset_fields = ASSET_FIELDS
 
     def __init__(self, cfg: TranslationConfig, data_dir: Path | None, cache_dir: Path, device: torch.device, seed: int = 0):
         self.cfg, self.data_dir, self.cache_dir, self.device, self.seed = cfg, data_dir, cache_dir, device, seed
@@ -306,21 +306,10 @@ class TranslationTask(Task):
 
     # --- prepare: tokenizer, both agents and the English LM, once --------------------------------
 
-    def prepare(self, force: bool = False) -> dict:
+    def build_assets(self, tmp: Path) -> dict:
         import sentencepiece as spm
 
-        meta_path = self.asset_dir / "meta.json"
-        if meta_path.exists() and not force:
-            try:
-                return json.loads(meta_path.read_text())
-            except json.JSONDecodeError:
-                say(f"rebuilding {self.asset_dir}: its meta.json is corrupt")
-        cfg, device = self.cfg, self.device
-        meta: dict = {"config": {k: v for k, v in asdict(cfg).items() if k in ASSET_FIELDS}}
-        start = time.perf_counter()
-        tmp = self.asset_dir.with_name(self.asset_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        cfg, device, meta = self.cfg, self.device, {}
         text, val = self.pretraining_text(), self.split("val")
         meta["pretrain_pairs"] = {pair: len(src) for pair, (src, _) in text.items()}
 
@@ -353,10 +342,6 @@ class TranslationTask(Task):
         lm, stats = train_english_lm(cfg, encode(sp, english), encode(sp, val["en"]), sp.get_piece_size(), device)
         save_module(lm, tmp / "en-lm.pt")
         meta.update(stats)
-        meta["prepare_seconds"] = time.perf_counter() - start
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        shutil.rmtree(self.asset_dir, ignore_errors=True)
-        tmp.rename(self.asset_dir)
         return meta
 
     # --- load: agents, LM and encoded sentences for a run ----------------------------------------
