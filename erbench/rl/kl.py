@@ -28,9 +28,7 @@ def make_kl_controller(kind: str, coef: float, target: float):
 
 
 def exact_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
-    """Per-position KL(pi || pi_ref) summed over the full vocabulary: [..., V] -> [...]. Never negative.
-    Tokens pi cannot emit (logit -inf) contribute 0."""
+    """Per-position KL(pi || pi_ref) summed over the full vocabulary: [..., V] -> [...]. Never negative."""
     logp = F.log_softmax(logits.float(), dim=-1)
     ref_logp = F.log_softmax(ref_logits.float(), dim=-1)
-    terms = logp.exp() * (logp - ref_logp)
-    return torch.where(logp > float("-inf"), terms, 0.0).sum(-1).clamp(min=0.0)
+    return (logp.exp() * (logp - ref_logp)).sum(-1).clamp(min=0.0)
