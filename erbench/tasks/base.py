@@ -1,5 +1,6 @@
 """The parts of the task protocol most tasks share; a task overrides what it needs (see rl/ppo.py for the protocol)."""
 
+import hashlib
 import json
 import shutil
 import time
@@ -13,7 +14,19 @@ from erbench.rl.policy import Critic
 
 
 class Task:
+    name: str  # the registry name; the cache folder of its assets
     asset_fields: tuple[str, ...] = ()  # config fields that shape the prepared assets (their cache key)
+
+    def __init__(self, cfg, data_dir: Path | None, cache_dir: Path, device, seed: int = 0):
+        self.cfg, self.data_dir, self.cache_dir, self.device, self.seed = cfg, data_dir, cache_dir, device, seed
+        self.asset_dir = cache_dir / self.name / self.asset_key()
+
+    def asset_config(self) -> dict:
+        return {k: v for k, v in asdict(self.cfg).items() if k in self.asset_fields}
+
+    def asset_key(self) -> str:
+        """A hash of the fields that shape the assets: changing one of them rebuilds, changing others does not."""
+        return hashlib.sha256(json.dumps(self.asset_config(), sort_keys=True).encode()).hexdigest()[:12]
 
     def prepare(self, force: bool = False) -> dict:
         """The prepared assets' meta, building them first when missing, corrupt or forced. `build_assets(folder)`
@@ -28,7 +41,7 @@ class Task:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         start = time.perf_counter()
-        meta = {"config": {k: v for k, v in asdict(self.cfg).items() if k in self.asset_fields}, **self.build_assets(tmp)}
+        meta = {"config": self.asset_config(), **self.build_assets(tmp)}
         meta["prepare_seconds"] = time.perf_counter() - start
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         shutil.rmtree(self.asset_dir, ignore_errors=True)

@@ -13,14 +13,12 @@ Assets per scale (built once by `prepare`, cached under a key of the fields that
 """
 
 import functools
-import hashlib
-import json
 import math
 import pickle
 import re
 import tarfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -166,10 +164,6 @@ def load_splits(source: Path) -> ImdbSplits:
 
 # ----------------------------------------------------------------------------------------------- assets
 
-def asset_key(cfg: ImdbConfig) -> str:
-    shaping = {k: v for k, v in asdict(cfg).items() if k in ASSET_FIELDS}
-    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
-
 
 def train_tokenizer(cfg: ImdbConfig, texts: list[str], data_dir: Path | None):
     from tokenizers import ByteLevelBPETokenizer
@@ -292,11 +286,8 @@ class TfidfReward:
 
 class ImdbTask(Task):
     config_class = ImdbConfig
+    name = "imdb"
     asset_fields = ASSET_FIELDS
-
-    def __init__(self, cfg: ImdbConfig, data_dir: Path | None, cache_dir: Path, device: torch.device, seed: int = 0):
-        self.cfg, self.data_dir, self.cache_dir, self.device, self.seed = cfg, data_dir, cache_dir, device, seed
-        self.asset_dir = cache_dir / "imdb" / asset_key(cfg)
 
     @property
     def splits(self) -> ImdbSplits:

@@ -23,12 +23,10 @@ mean), teacher-forced NLL of FR->EN on human pairs, exact KL to the pretrained F
 import copy
 import functools
 import gzip
-import hashlib
 import io
-import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -271,20 +269,13 @@ def load_module(cls, path: Path, device) -> torch.nn.Module:
     return module.to(device).eval()
 
 
-def asset_key(cfg: TranslationConfig) -> str:
-    shaping = {k: v for k, v in asdict(cfg).items() if k in ASSET_FIELDS}
-    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
-
 
 # ----------------------------------------------------------------------------------------------- task
 
 class TranslationTask(Task):
     config_class = TranslationConfig
+    name = "translation"
     asset_fields = ASSET_FIELDS
-
-    def __init__(self, cfg: TranslationConfig, data_dir: Path | None, cache_dir: Path, device: torch.device, seed: int = 0):
-        self.cfg, self.data_dir, self.cache_dir, self.device, self.seed = cfg, data_dir, cache_dir, device, seed
-        self.asset_dir = cache_dir / "translation" / asset_key(cfg)
 
     def split(self, name: str) -> dict[str, list[str]]:
         """{"fr": [...], "en": [...], "de": [...]} of a Multi30k split (train, val or test)."""
