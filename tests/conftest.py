@@ -36,6 +36,13 @@ def erbench(*args: str, cache_dir: Path, timeout: int = 600) -> subprocess.Compl
                           env=env, timeout=timeout)
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
+    """Bad input: exit code 2 and a single `error: ...` line naming the problem."""
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
 def sets(*items: str) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import DATA_DIR, FAST, erbench, sets
+from conftest import DATA_DIR, FAST, assert_one_line_error, erbench, sets
 
 RUN = ["run", "imdb", "--method", "elastic", "--data-dir", str(DATA_DIR)]
 
@@ -40,9 +40,7 @@ def test_list_names_tasks_methods_and_scales(tmp_path):
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     result = erbench(*args, cache_dir=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert_one_line_error(result, message)
     assert not (tmp_path / "results").exists()
 
 

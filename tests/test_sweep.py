@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import DATA_DIR, FAST, erbench, sets
+from conftest import DATA_DIR, FAST, assert_one_line_error, erbench, sets
 
 GRID = 'methods = ["ppo", "elastic"]\n'
 
@@ -81,9 +81,7 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, cache_dir):
 ])
 def test_bad_sweep_input_exits_2_with_one_line(tmp_path, args, message):
     result = erbench("sweep", "imdb", "--seeds", "1", "--out", str(tmp_path / "out"), *args, cache_dir=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert_one_line_error(result, message)
     assert not (tmp_path / "out").exists()
 
 

@@ -9,7 +9,7 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 
-from conftest import DATA_DIR, erbench, sets
+from conftest import DATA_DIR, assert_one_line_error, erbench, sets
 from erbench.errors import ErbenchError
 from erbench.metrics.bleu import corpus_bleu, sil_bleu
 from erbench.models.seq2seq import BOS, EOS, PAD, GruLM, Seq2SeqAgent
@@ -178,9 +178,7 @@ def test_game_runs_end_to_end_through_the_cli(translation_cache, tmp_path):
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     result = erbench(*args, cache_dir=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert_one_line_error(result, message)
 
 
 def test_unknown_split_is_refused(translation_cache):
