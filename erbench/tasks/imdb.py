@@ -29,7 +29,8 @@ from erbench.downloads import find_or_download
 from erbench.errors import ErbenchError
 from erbench.metrics.diversity import distinct_n
 from erbench.metrics.perplexity import perplexity
-from erbench.progress import progress_bar, say
+from erbench.models.causal_lm import pretrain_causal_lm, token_stream
+from erbench.progress import say
 from erbench.rl.kl import exact_kl
 from erbench.tasks.base import Task
 from erbench.rl.policy import Rollout, sample_responses, token_logprobs
@@ -180,62 +181,16 @@ def train_tokenizer(cfg: ImdbConfig, texts: list[str], data_dir: Path | None):
     return tokenizer
 
 
-def token_stream(tokenizer, texts: list[str], eot_id: int, limit: int) -> torch.Tensor:
-    """Documents joined by end-of-text, tokenized in chunks until `limit` tokens."""
-    ids: list[int] = []
-    for start in range(0, len(texts), 2000):
-        for encoding in tokenizer.encode_batch(texts[start : start + 2000]):
-            ids.extend(encoding.ids)
-            ids.append(eot_id)
-        if len(ids) >= limit:
-            break
-    return torch.tensor(ids[:limit], dtype=torch.long)
-
-
 def pretrain_lm(cfg: ImdbConfig, stream: torch.Tensor, vocab_size: int, eot_id: int, device: torch.device):
-    """Next-token pretraining of a GPT-2-architecture LM on blocks of the stream (AdamW, warmup + cosine)."""
+    """A GPT-2-architecture LM pretrained on blocks of the stream."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=vocab_size, n_positions=cfg.lm_context, n_embd=cfg.lm_width, n_layer=cfg.lm_layers,
                         n_head=cfg.lm_heads, bos_token_id=eot_id, eos_token_id=eot_id, resid_pdrop=0.0,
                         embd_pdrop=0.0, attn_pdrop=0.0)
-    model = GPT2LMHeadModel(config).to(device)
-    blocks = stream[: len(stream) // cfg.lm_context * cfg.lm_context].view(-1, cfg.lm_context)
-    steps = max(1, cfg.lm_train_tokens // (cfg.lm_batch_size * cfg.lm_context))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lm_lr, weight_decay=0.1, betas=(0.9, 0.95), fused=device.type == "cuda")
-    warmup = max(1, steps // 50)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
-    generator = torch.Generator().manual_seed(0)
-    use_bf16 = device.type == "cuda"
-    forward = torch.compile(model) if cfg.lm_compile else model  # shares parameters with `model`
-
-    def train_step(batch):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = forward(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    passes = math.ceil(steps * cfg.lm_batch_size / len(blocks))
-    order = torch.cat([torch.randperm(len(blocks), generator=generator) for _ in range(passes)])
-    warmup_steps = min(10, steps - 1)  # throughput is measured after compilation and allocator warm-up
-    start = warm = time.perf_counter()
-    with progress_bar("pretraining LM", steps) as advance:
-        for s in range(steps):
-            if s == warmup_steps and s > 0:
-                loss.item()
-                warm = time.perf_counter()
-            loss = train_step(blocks[order[s * cfg.lm_batch_size : (s + 1) * cfg.lm_batch_size]].to(device, non_blocking=True))
-            schedule.step()
-            advance(info=f"loss {loss.item():.3f}" if s % 20 == 0 else "")
-    end = time.perf_counter()
-    measured_tokens = (steps - warmup_steps) * cfg.lm_batch_size * cfg.lm_context
-    return model.float().cpu(), {"lm_steps": steps, "lm_seconds": end - start,
-                                 "lm_tokens_per_second": measured_tokens / max(end - warm, 1e-9)}
+    return pretrain_causal_lm(GPT2LMHeadModel(config).to(device), stream, cfg.lm_context, cfg.lm_train_tokens,
+                              cfg.lm_batch_size, cfg.lm_lr, device, cfg.lm_compile)
 
 
 def train_tfidf_reward(splits: ImdbSplits):
