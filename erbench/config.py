@@ -44,6 +44,7 @@ class TrainConfig:
     kl_coef: float = 0.001  # beta0 of the per-token KL penalty in the reward
     kl_controller: Literal["adaptive", "fixed"] = "adaptive"
     kl_target: float = 1.0  # adaptive controller's target KL (nats per sequence)
+    kl_horizon: int = 0  # 0: RL4LMs' adaptive rule; H > 0: Ziegler et al.'s (TRL's), beta moves by error * batch / H
     eval_every: int = 1  # evaluate on val prompts every k iterations (and after the last)
     eval_ema: bool = False  # also evaluate the EMA model (methods that keep one) at every evaluation
     update_policy: bool = True  # False: roll out and let the task learn, but never update the policy (frozen sender)
@@ -63,6 +64,7 @@ class TrainConfig:
         require(self.max_grad_norm > 0, "train.max_grad_norm", self.max_grad_norm, "> 0")
         require(self.kl_coef >= 0, "train.kl_coef", self.kl_coef, ">= 0 (a negative beta rewards drift)")
         require(self.kl_target > 0, "train.kl_target", self.kl_target, "> 0")
+        require(self.kl_horizon >= 0, "train.kl_horizon", self.kl_horizon, ">= 0 (0 = RL4LMs' rule)")
         require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "train.device", self.device,
                 "auto, cpu, cuda or cuda:N")
 

@@ -19,7 +19,9 @@ from erbench.config import MethodConfig
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
-    clone = copy.deepcopy(model).eval()
+    """A frozen copy of the model's trainable parameters; frozen ones (a LoRA policy's base) are shared, not copied."""
+    shared = {id(p): p for p in model.parameters() if not p.requires_grad}
+    clone = copy.deepcopy(model, memo=shared).eval()
     clone.requires_grad_(False)
     return clone
 
@@ -37,8 +39,9 @@ class ElasticReset:
         self.init = [q for p, q in zip(policy.parameters(), init_model.parameters()) if id(p) in tracked]
         self.ema_model: nn.Module | None = None
         if cfg.uses_ema:
-            # With decay 1.0 the EMA never moves from theta0, so it can share theta0's memory.
-            self.ema_model = init_model if cfg.ema_decay == 1.0 else frozen_copy(init_model)
+            # With decay 1.0 the EMA never moves from theta0, so it can share theta0's memory. Otherwise it copies
+            # the policy, which equals theta0 here, so that only its trainable parameters are new memory.
+            self.ema_model = init_model if cfg.ema_decay == 1.0 else frozen_copy(policy)
             self.ema = [q for p, q in zip(policy.parameters(), self.ema_model.parameters()) if id(p) in tracked]
         self.reference_model = self.ema_model if cfg.kl_reference == "ema" else init_model
         self.critic_init = [p.detach().clone() for p in critic.parameters()] if cfg.reset_critic else None

@@ -2,7 +2,8 @@
 
 Texts are joined with "\\n\\n" and tokenized once; windows of the model's context slide with a
 stride of half of it; each window scores only the tokens not scored by the previous one, with
-the rest of the window as context. ppl = exp(total NLL / scored tokens).
+the rest of the window as context. ppl = exp(total NLL / scored tokens), or with `window_mean` exp(mean over
+windows of each window's mean NLL), as the StackLLaMA code (HF's perplexity guide) computes it.
 """
 
 import math
@@ -26,13 +27,13 @@ def sliding_windows(num_tokens: int, context: int, stride: int) -> list[tuple[in
 
 @torch.no_grad()
 def perplexity(model: nn.Module, token_ids: list[int], context: int, stride: int | None = None,
-               batch_size: int = 8, device: torch.device | str = "cpu") -> float:
+               batch_size: int = 8, device: torch.device | str = "cpu", window_mean: bool = False) -> float:
     stride = stride or context // 2
     tokens = torch.tensor(token_ids, dtype=torch.long)
     windows = sliding_windows(len(tokens), context, stride)
     was_training = model.training
     model.eval()
-    total_nll, scored = 0.0, 0
+    total_nll, scored, window_nlls = 0.0, 0, []
     # Full-length windows are batched; the short tail window (if any) goes alone.
     for start in range(0, len(windows), batch_size):
         chunk = windows[start : start + batch_size]
@@ -40,9 +41,13 @@ def perplexity(model: nn.Module, token_ids: list[int], context: int, stride: int
             if not group:
                 continue
             for (begin, end, first), nll in zip(group, _window_nll(model, tokens, group, device)):
-                total_nll += nll[first - begin - 1 : end - begin - 1].sum().item()
+                window = nll[first - begin - 1 : end - begin - 1].sum().item()
+                total_nll += window
                 scored += end - first
+                window_nlls.append(window / max(end - first, 1))
     model.train(was_training)
+    if window_mean:
+        return math.exp(sum(window_nlls) / max(len(window_nlls), 1))
     return math.exp(total_nll / max(scored, 1))
 
 

@@ -13,7 +13,8 @@ class FixedKLController:
 
 
 class AdaptiveKLController:
-    """RL4LMs' controller: beta <- beta * (1 + 0.1 * clip((KL - target) / target, -0.2, 0.2)), once per rollout."""
+    """beta <- beta * (1 + rate * clip((KL - target) / target, -0.2, 0.2)), once per rollout. RL4LMs uses rate 0.1;
+    Ziegler et al. (2019) and TRL use rate = samples per rollout / horizon."""
 
     def __init__(self, coef: float, target: float, rate: float = 0.1):
         self.coef, self.target, self.rate = coef, target, rate
@@ -23,8 +24,10 @@ class AdaptiveKLController:
         self.coef *= 1 + self.rate * error
 
 
-def make_kl_controller(kind: str, coef: float, target: float):
-    return AdaptiveKLController(coef, target) if kind == "adaptive" else FixedKLController(coef)
+def make_kl_controller(kind: str, coef: float, target: float, horizon: int = 0, batch_size: int = 1):
+    if kind == "fixed":
+        return FixedKLController(coef)
+    return AdaptiveKLController(coef, target, batch_size / horizon if horizon else 0.1)
 
 
 def exact_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:

@@ -20,13 +20,16 @@ class Rollout:
     prompt_ids: torch.Tensor  # [B, P]
     prompt_mask: torch.Tensor  # [B, P]
     response_ids: torch.Tensor  # [B, T]
-    response_mask = None  # every response has exactly T tokens
+    # [B, T] 1 for the tokens each response keeps (responses of sampled lengths); None: all T tokens count.
+    # Tokens past a response's length were sampled but are never scored, penalised or trained on.
+    response_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]
 
     def select(self, index: torch.Tensor) -> "Rollout":
-        return Rollout(self.prompt_ids[index], self.prompt_mask[index], self.response_ids[index])
+        return Rollout(self.prompt_ids[index], self.prompt_mask[index], self.response_ids[index],
+                       None if self.response_mask is None else self.response_mask[index])
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         input_ids = torch.cat([self.prompt_ids, self.response_ids], dim=1)
@@ -81,6 +84,26 @@ class Critic(nn.Module):
     def forward(self, rollout: Rollout) -> torch.Tensor:
         """Value of each state before a response token is emitted: [B, T]."""
         hidden = self.body(**rollout.model_inputs()).last_hidden_state
+        prompt_len, response_len = rollout.prompt_ids.shape[1], rollout.response_ids.shape[1]
+        return self.head(hidden[:, prompt_len - 1 : prompt_len + response_len - 1]).squeeze(-1).float()
+
+
+class ValueHead(nn.Module):
+    """TRL's value head: a scalar head on the policy's own last hidden state. The value loss reaches the policy's
+    trainable weights (a LoRA policy's adapters) as in TRL; only the head is the critic's own parameter."""
+
+    def __init__(self, policy: nn.Module):
+        super().__init__()
+        self.policy = [policy]  # a list, so the policy is not registered (or saved) as part of the critic
+        self.head = nn.Linear(policy.config.hidden_size, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, rollout: Rollout) -> torch.Tensor:
+        """Value of each state before a response token is emitted: [B, T]."""
+        policy = self.policy[0]
+        trunk = (policy.get_base_model() if hasattr(policy, "get_base_model") else policy).base_model  # no LM head
+        hidden = trunk(**rollout.model_inputs()).last_hidden_state
         prompt_len, response_len = rollout.prompt_ids.shape[1], rollout.response_ids.shape[1]
         return self.head(hidden[:, prompt_len - 1 : prompt_len + response_len - 1]).squeeze(-1).float()
 

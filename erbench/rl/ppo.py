@@ -74,7 +74,7 @@ class PPOTrainer:
                  method, generator: torch.Generator):
         self.cfg, self.task, self.policy, self.critic = cfg, task, policy, critic
         self.optimizer, self.method, self.generator = optimizer, method, generator
-        self.kl_controller = make_kl_controller(cfg.kl_controller, cfg.kl_coef, cfg.kl_target)
+        self.kl_controller = make_kl_controller(cfg.kl_controller, cfg.kl_coef, cfg.kl_target, cfg.kl_horizon, cfg.rollout_prompts)
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.seconds: dict[str, float] = defaultdict(float)  # time per phase, summed over iterations
 
