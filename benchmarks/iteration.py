@@ -6,11 +6,14 @@ Builds (or reuses) the scale's assets, runs `elastic` for a few iterations witho
 and prints the mean seconds per iteration spent in rollout (sampling) / reward (scoring) /
 task_learning (the task's own models, e.g. the translation listener) / update (PPO) / EMA + reset,
 the share of Elastic Reset, and what `prepare` recorded when the assets were built.
-Writes the same numbers as JSON to results/benchmarks/iteration-<task>-<scale>-<device>.json.
+Also the peak memory: the process's peak resident set on a CPU (model loading included), the peak
+allocated CUDA memory on a GPU. Writes the same numbers as JSON to
+results/benchmarks/iteration-<task>-<scale>-<device>[-<label>].json (e.g. --label full --set task.lora_r=0).
 """
 
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -31,6 +34,7 @@ def main():
     parser.add_argument("--set", dest="sets", action="append", default=[])
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    parser.add_argument("--label", default="", help="appended to the result's file name")
     args = parser.parse_args()
 
     # The most expensive Elastic Reset: the EMA updated after every optimizer step, a reset every 5 iterations.
@@ -47,23 +51,30 @@ def main():
     wall = (time.perf_counter() - start) / args.iterations
     per_iteration = {phase: trainer.seconds[phase] / args.iterations for phase in PHASES}
     device = torch.cuda.get_device_name() if task.device.type == "cuda" else f"{cpu_model()}, {torch.get_num_threads()} threads"
+    if task.device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    trainable = sum(p.numel() for p in trainer.policy.parameters() if p.requires_grad)
     result = {
         "schema": "erbench.benchmark/1", "task": args.task, "scale": args.scale, "method": args.method, "iterations": args.iterations, "device": device,
         "ema_update": "opt_step", "resets_in_window": len(trainer.method.reset_iterations),
-        "seconds_per_iteration": wall, "phase_seconds_per_iteration": per_iteration,
+        "seconds_per_iteration": wall, "phase_seconds_per_iteration": per_iteration, "peak_memory_mb": peak_mb,
+        "trainable_policy_parameters": trainable, "settings": args.sets,
         "elastic_reset_share": per_iteration["ema_reset"] / wall,
         "prepare": {k: v for k, v in meta.items() if k != "config"},
         "environment": environment(),
     }
     print(f"device: {device}")
     print(f"seconds per iteration: {wall:.3f}")
+    print(f"peak memory: {peak_mb:.0f} MB; trainable policy parameters: {trainable:,}")
     for phase, seconds in per_iteration.items():
         print(f"  {phase:13s} {seconds:8.4f} s  {100 * seconds / wall:6.2f} %")
     for key, value in meta.items():
         if key.endswith("_seconds") or key.endswith("per_second"):
             print(f"prepare {key}: {value:.1f}")
     tag = "cuda" if task.device.type == "cuda" else "cpu"
-    path = args.out / f"iteration-{args.task}-{args.scale}-{tag}.json"
+    path = args.out / f"iteration-{args.task}-{args.scale}-{tag}{'-' + args.label if args.label else ''}.json"
     atomic_write_json(path, result)
     print(f"wrote {path}")
     print(json.dumps({"elastic_reset_share": result["elastic_reset_share"]}))

@@ -1,5 +1,6 @@
 """The `erbench` command line. Heavy imports (torch, transformers) happen inside commands, so --help is instant."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -82,10 +83,13 @@ def run(
     checkpoint_every: int = typer.Option(0, help="save the training state every k iterations, for --resume (0: never)"),
     resume: bool = typer.Option(False, "--resume", help="continue the interrupted run of these settings from its last checkpoint"),
     record_file: Path = typer.Option(None, "--record", help="write the record to this file instead of a new one under --out (sweeps use it)"),
+    allow_code_execution: bool = typer.Option(False, "--allow-code-execution", help="run generated code (HumanEval) in a sandboxed process"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
 ):
     """Train one policy with one method and write its run record."""
+    if allow_code_execution:
+        os.environ["ERBENCH_ALLOW_CODE_EXECUTION"] = "1"  # read where the code would run; sweeps' runs inherit it
     try:
         from erbench.registry import TASKS
         from erbench.runner import resolve_run, run as run_task
@@ -109,7 +113,7 @@ def run(
         fail(e)
     for split in ("val", "test"):
         metrics = record["final"][split]
-        typer.echo(f"{split:4s} " + "  ".join(f"{k} {metrics[k]:.4f}" for k in ("reward", *TASKS[task].drift_metrics)))
+        typer.echo(f"{split:4s} " + "  ".join(f"{k} {metrics[k]:.4f}" for k in ("reward", *TASKS[task].drift_metrics) if k in metrics))
     typer.echo(f"resets after iterations: {record['resets'] or 'none'}")
     typer.echo(f"record: {path}")
 

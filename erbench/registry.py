@@ -37,6 +37,12 @@ TASKS: dict[str, TaskSpec] = {
         "message, its English-LM NLL, FR->EN NLL on human pairs, KL to the pretrained FR->EN agent",
         drift_metrics={"bleu_en": "higher", "lm_nll": "lower", "real_nll": "lower", "kl_to_init": "lower"},
     ),
+    "stackllama": TaskSpec(
+        "erbench.tasks.stackllama:StackLlamaTask",
+        "StackLLaMA technical QA: a LoRA policy against a StackExchange reward model; drift = perplexity on human "
+        "answers, KL to the SFT model, HumanEval pass@1 (the alignment tax; runs code only when allowed)",
+        drift_metrics={"perplexity": "lower", "kl_to_init": "lower", "humaneval_pass@1": "higher"},
+    ),
 }
 
 # The paper's six methods are one Elastic Reset hook with different knobs (see methods/elastic_reset.py).

@@ -78,7 +78,7 @@ def training_curves(curves: pd.DataFrame, task: str, out: Path) -> Path:
     """Reward and each drift metric against iteration: seed mean ± s.e. per method and setting, resets as
     dotted lines, and the curve broken at each reset (the paper's Figure 4 style)."""
     curves = curves[curves["task"] == task]
-    metrics = ["reward", *drift_metrics(task)]
+    metrics = [m for m in ("reward", *drift_metrics(task)) if m in curves]  # HumanEval only where code could run
     scales = sorted(curves["scale"].unique())
     fig, axes = plt.subplots(len(metrics), len(scales), figsize=(3.4 * len(scales), 2.2 * len(metrics)), squeeze=False,
                              sharex="col", layout="constrained")
