@@ -101,6 +101,15 @@ def test_paper_grid_covers_every_method_and_the_swept_knobs():
         assert ("elastic", f"method.reset_every={every}") in settings
 
 
+@pytest.mark.parametrize("task", ["translation", "stackllama"])
+def test_every_task_has_a_paper_grid_over_its_methods(task):
+    from erbench.registry import methods_for
+    from erbench.sweep import expand, load_grid
+
+    methods = {job.method for job in expand(task, load_grid(task, "paper"), "tiny", 1, [])}
+    assert methods == (set(methods_for(task)) if task == "translation" else {"ppo", "elastic"})  # StackLLaMA: the paper's rows
+
+
 @pytest.fixture
 def ray_head():
     """`ray start --head --block` on this machine (2 CPUs); stopping it stops the processes it started, no others."""
