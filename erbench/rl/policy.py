@@ -42,6 +42,17 @@ class Rollout:
         return response_logits(model, self)
 
 
+def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists as a left-padded batch (prompts end where generation starts) and its attention mask."""
+    width = max((len(tokens) for tokens in sequences), default=1)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, tokens in enumerate(sequences):
+        ids[row, width - len(tokens):] = torch.tensor(tokens, dtype=torch.long)
+        mask[row, width - len(tokens):] = 1
+    return ids, mask
+
+
 def response_logits(model: nn.Module, rollout: Rollout) -> torch.Tensor:
     """Logits predicting each response token: [B, T, V]."""
     logits = model(**rollout.model_inputs()).logits

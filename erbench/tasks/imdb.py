@@ -33,7 +33,7 @@ from erbench.models.causal_lm import pretrain_causal_lm, token_stream
 from erbench.progress import say
 from erbench.rl.kl import exact_kl
 from erbench.tasks.base import Task
-from erbench.rl.policy import Rollout, sample_responses, token_logprobs
+from erbench.rl.policy import Rollout, left_pad, sample_responses, token_logprobs
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 END_OF_TEXT = "<|endoftext|>"
@@ -322,13 +322,7 @@ class ImdbTask(Task):
     def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-truncate to prompt_tokens and left-pad with end-of-text."""
         encoded = [e.ids[-self.cfg.prompt_tokens:] or [self.eot_id] for e in self.tokenizer.encode_batch(prompts)]
-        width = max(len(ids) for ids in encoded)
-        ids = torch.full((len(encoded), width), self.eot_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, tokens in enumerate(encoded):
-            ids[row, width - len(tokens):] = torch.tensor(tokens)
-            mask[row, width - len(tokens):] = 1
-        return ids, mask
+        return left_pad(encoded, self.eot_id)
 
     # --- the protocol the trainer uses ------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from erbench.metrics import humaneval
 from erbench.metrics.perplexity import perplexity
 from erbench.progress import say
 from erbench.rl.kl import exact_kl
-from erbench.rl.policy import Rollout, ValueHead, sample_responses
+from erbench.rl.policy import Rollout, ValueHead, left_pad, sample_responses
 from erbench.tasks.base import Task
 from erbench.tasks.stack_exchange import StackExchangeData, build_pairs, sft_text
 
@@ -493,13 +493,7 @@ class StackLlamaTask(Task):
         """'Question: ...\\n\\nAnswer: ' left-padded; questions of prompt_tokens or more are dropped, as the paper's < 512."""
         encoded = [ids for ids in self.tokenizer([f"Question: {q}\n\nAnswer: " for q in questions])["input_ids"]
                    if len(ids) < self.cfg.prompt_tokens]
-        width = max((len(ids) for ids in encoded), default=1)
-        ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, tokens in enumerate(encoded):
-            ids[row, width - len(tokens):] = torch.tensor(tokens)
-            mask[row, width - len(tokens):] = 1
-        return ids, mask
+        return left_pad(encoded, self.pad_id)
 
     def response_lengths(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randint(self.cfg.response_min, self.cfg.response_max, (n,), generator=generator)
@@ -571,15 +565,13 @@ class StackLlamaTask(Task):
         cut at the stop strings, each checked in a sandboxed process."""
         cfg = self.cfg
         problems = humaneval.load_problems(cfg.humaneval_problems)
-        keep = self.cfg.lm_context * 4 - cfg.humaneval_max_new_tokens  # RoPE extrapolates; bound the prompt anyway
+        keep = model.config.max_position_embeddings - cfg.humaneval_max_new_tokens  # long prompts keep their end
         prompts = [[self.eos_id, *self.tokenizer(p["prompt"].strip())["input_ids"]][-keep:]
                    for p in problems for _ in range(cfg.humaneval_samples)]
         completions = []
         for start in range(0, len(prompts), cfg.eval_batch_size):
-            batch = prompts[start : start + cfg.eval_batch_size]
-            width = max(len(p) for p in batch)
-            ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in batch], device=self.device)
-            attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device)
+            ids, attention = (t.to(self.device) for t in left_pad(prompts[start : start + cfg.eval_batch_size], self.pad_id))
+            width = ids.shape[1]
             out = model.generate(input_ids=ids, attention_mask=attention, do_sample=True, top_k=0, top_p=cfg.humaneval_top_p,
                                  temperature=cfg.humaneval_temperature, max_new_tokens=cfg.humaneval_max_new_tokens,
                                  pad_token_id=self.pad_id, eos_token_id=self.eos_id)
