@@ -35,6 +35,7 @@ def main():
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     parser.add_argument("--label", default="", help="appended to the result's file name")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured iterations first (0 where one iteration takes minutes)")
     args = parser.parse_args()
 
     # The most expensive Elastic Reset: the EMA updated after every optimizer step, a reset every 5 iterations.
@@ -43,10 +44,11 @@ def main():
     task = make_task(cfg, args.data_dir, default_cache_dir())
     meta = task.prepare()
     trainer = build_trainer(cfg, task)
-    trainer.iteration(0)  # warm-up (allocator, lazy init) is not measured
+    for iteration in range(args.warmup):  # allocator, lazy init: not measured
+        trainer.iteration(iteration)
     trainer.seconds.clear()
     start = time.perf_counter()
-    for iteration in range(1, args.iterations + 1):
+    for iteration in range(args.warmup, args.warmup + args.iterations):
         trainer.iteration(iteration)
     wall = (time.perf_counter() - start) / args.iterations
     per_iteration = {phase: trainer.seconds[phase] / args.iterations for phase in PHASES}
@@ -57,7 +59,7 @@ def main():
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     trainable = sum(p.numel() for p in trainer.policy.parameters() if p.requires_grad)
     result = {
-        "schema": "erbench.benchmark/1", "task": args.task, "scale": args.scale, "method": args.method, "iterations": args.iterations, "device": device,
+        "schema": "erbench.benchmark/1", "task": args.task, "scale": args.scale, "method": args.method, "iterations": args.iterations, "warmup_iterations": args.warmup, "device": device,
         "ema_update": "opt_step", "resets_in_window": len(trainer.method.reset_iterations),
         "seconds_per_iteration": wall, "phase_seconds_per_iteration": per_iteration, "peak_memory_mb": peak_mb,
         "trainable_policy_parameters": trainable, "settings": args.sets,

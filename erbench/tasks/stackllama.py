@@ -27,6 +27,7 @@ import importlib.util
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,6 +197,7 @@ def require_packages(*names: str) -> None:
             module.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # PEFT calls it
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
