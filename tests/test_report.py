@@ -216,3 +216,15 @@ def test_evaluating_the_ema_is_not_a_different_setting(results, tmp_path):
     path.write_text(json.dumps(r))
     rows = runs_table(read_records(results))
     assert set(rows[rows["method"] == "elastic"]["setting"]) == {""}
+
+
+def test_a_rerun_of_the_same_configuration_and_seed_replaces_the_older_record(results):
+    older = json.loads((results / "runs" / "elastic-0.json").read_text())
+    newer = {**older, "started": "20990101T000000Z", "final": {**older["final"], "val": {**older["final"]["val"], "reward": 0.99}}}
+    (results / "rerun").mkdir()
+    (results / "rerun" / "elastic.json").write_text(json.dumps(newer))
+    warnings = []
+    rows = runs_table(read_records(results, warn=warnings.append))
+    elastic = rows[rows["method"] == "elastic"]
+    assert sorted(elastic["seed"]) == [0, 1, 2] and elastic[elastic["seed"] == 0]["reward"].item() == 0.99
+    assert len(warnings) == 1 and "elastic-0.json" in warnings[0] and "newer run" in warnings[0]

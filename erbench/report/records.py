@@ -46,7 +46,20 @@ def read_records(root: Path, warn=print) -> list[dict]:
             warn(f"skipped {path}: partial record (missing {', '.join(missing) or 'evaluations'})")
             continue
         records.append({**record, "path": str(path)})
-    return records
+    return newest_per_seed(records, warn)
+
+
+def newest_per_seed(records: list[dict], warn=print) -> list[dict]:
+    """One record per configuration and seed: a re-run (another folder, another device) replaces the older one
+    instead of counting as another seed."""
+    newest: dict[str, dict] = {}
+    for record in sorted(records, key=lambda r: r.get("started", "")):
+        config = {k: v for k, v in flat_config(record).items() if k not in NOT_A_SETTING}
+        key = json.dumps([record["task"], record["scale"], record["method"], record["seed"], config], sort_keys=True)
+        if key in newest:
+            warn(f"skipped {newest[key]['path']}: {record['path']} is a newer run of the same configuration and seed")
+        newest[key] = record
+    return [r for r in records if any(r is kept for kept in newest.values())]
 
 
 def flat_config(record: dict) -> dict:
