@@ -182,14 +182,19 @@ RESULTS_HELP = "folder searched (recursively) for run records; its reference/ su
 
 
 def load_runs(results: Path, checkpoint: str):
-    from erbench.report.records import curves_table, interpolation_table, read_records, runs_table
+    from erbench.report.records import curves_table, interpolation_table, newest_per_seed, read_records, runs_table
 
     if checkpoint not in ("final", "best"):
         raise ErbenchError(f"unknown checkpoint '{checkpoint}'", "use --checkpoint final or --checkpoint best")
-    records = read_records(results, warn=lambda message: typer.echo(f"warning: {message}", err=True))
+    def warn(message: str) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    records = read_records(results, warn=warn)
     if not records:
         raise ErbenchError(f"no completed run records under {results}", "run `erbench run TASK --method M` first, or pass --results DIR")
-    return runs_table(records, checkpoint), curves_table(records), interpolation_table(records)
+    runs = newest_per_seed(records, warn)
+    # Interpolation curves come from every record: a re-run does not redo the older run's `erbench interpolate`.
+    return runs_table(runs, checkpoint), curves_table(runs), interpolation_table(records)
 
 
 @app.command()

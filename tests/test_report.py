@@ -11,7 +11,7 @@ import pytest
 from conftest import erbench
 from erbench.report.check import compare
 from erbench.report.pareto import hypervolume, pareto_front, reward_at_drift
-from erbench.report.records import read_records, runs_table
+from erbench.report.records import newest_per_seed, read_records, runs_table
 
 
 def brute_force_front(drift, reward):
@@ -224,7 +224,7 @@ def test_a_rerun_of_the_same_configuration_and_seed_replaces_the_older_record(re
     (results / "rerun").mkdir()
     (results / "rerun" / "elastic.json").write_text(json.dumps(newer))
     warnings = []
-    rows = runs_table(read_records(results, warn=warnings.append))
+    rows = runs_table(newest_per_seed(read_records(results), warn=warnings.append))
     elastic = rows[rows["method"] == "elastic"]
     assert sorted(elastic["seed"]) == [0, 1, 2] and elastic[elastic["seed"] == 0]["reward"].item() == 0.99
     assert len(warnings) == 1 and "elastic-0.json" in warnings[0] and "newer run" in warnings[0]

@@ -46,16 +46,16 @@ def read_records(root: Path, warn=print) -> list[dict]:
             warn(f"skipped {path}: partial record (missing {', '.join(missing) or 'evaluations'})")
             continue
         records.append({**record, "path": str(path)})
-    return newest_per_seed(records, warn)
+    return records
 
 
 def newest_per_seed(records: list[dict], warn=print) -> list[dict]:
     """One record per configuration and seed: a re-run (another folder, another device) replaces the older one
     instead of counting as another seed."""
-    newest: dict[str, dict] = {}
-    for record in sorted(records, key=lambda r: r.get("started", "")):
-        config = {k: v for k, v in flat_config(record).items() if k not in NOT_A_SETTING}
-        key = json.dumps([record["task"], record["scale"], record["method"], record["seed"], config], sort_keys=True)
+    newest: dict[tuple, dict] = {}
+    labelled = sorted(zip(records, setting_labels(records)), key=lambda pair: pair[0].get("started", ""))
+    for record, label in labelled:
+        key = (record["task"], record["scale"], record["method"], record["seed"], label)
         if key in newest:
             warn(f"skipped {newest[key]['path']}: {record['path']} is a newer run of the same configuration and seed")
         newest[key] = record
