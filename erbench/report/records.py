@@ -59,7 +59,8 @@ def newest_per_seed(records: list[dict], warn=print) -> list[dict]:
         if key in newest:
             warn(f"skipped {newest[key]['path']}: {record['path']} is a newer run of the same configuration and seed")
         newest[key] = record
-    return [r for r in records if any(r is kept for kept in newest.values())]
+    kept = {id(record) for record in newest.values()}
+    return [record for record in records if id(record) in kept]
 
 
 def flat_config(record: dict) -> dict:
