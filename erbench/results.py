@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from erbench import __version__
+from erbench import __version__, cpu
 from erbench.errors import ErbenchError
 
 RECORD_SCHEMA = "erbench.run/1"
@@ -76,5 +76,5 @@ def environment() -> dict:
         "transformers": transformers.__version__, "scikit-learn": sklearn.__version__,
         "sacrebleu": sacrebleu.__version__,
         "git_commit": git_commit(), "platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "cpu_code_paths": cpu.code_paths(),
     }
