@@ -283,30 +283,49 @@ def report(
 
 @app.command()
 def check(
-    reference: Path = typer.Option(Path("results/reference"), help="folder with grid.toml and the reference records"),
+    reference: Path = typer.Option(Path("results/reference"), help="folder with grid.toml, tolerance.toml and the reference records"),
     fresh: Path = typer.Option(None, help="compare these records (named like the references) instead of re-running"),
+    run_: list[str] = typer.Option([], "--run", help="check only this run of the grid (repeatable), e.g. imdb-tiny-elastic-seed0"),
+    set_: list[str] = typer.Option([], "--set", help="override a setting in every run: a deliberate perturbation the check must catch"),
+    keep: Path = typer.Option(None, help="keep the fresh records here (a check run again skips the complete ones)"),
     update: bool = typer.Option(False, "--update", help="re-run the grid and overwrite the reference records"),
+    calibrate: Path = typer.Option(None, help="measure the tolerances: run the grid under forced CPU code paths, "
+                                              "thread counts and seeds (records kept here, resumable), then rewrite "
+                                              "the references and tolerance.toml"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
 ):
     """Re-run the reference grid and fail (exit 1) when a metric moves beyond its tolerance."""
+    import tempfile
+
     try:
         from erbench.report import check as regression
 
         grid = regression.load_grid(reference)
-        if update:
-            records = regression.fresh_records(grid, *dirs(data_dir, cache_dir))
-            regression.update(reference, records)
-            typer.echo(f"updated {len(records)} reference records in {reference}")
+        if calibrate:
+            from erbench.report.calibrate import calibrate as measure
+
+            typer.echo(f"wrote the references and {measure(reference, calibrate, dirs(data_dir, cache_dir)[0])}")
             return
-        references = {name: regression.read(reference / f"{name}.json") for name, _ in regression.grid_runs(grid)}
-        records = regression.read_fresh(fresh, grid) if fresh else regression.fresh_records(grid, *dirs(data_dir, cache_dir))
-        rows = [row for name in references for row in regression.compare(name, references[name], records[name], grid["tolerance"])]
+        runs = regression.select(regression.grid_runs(grid, sets=tuple(set_)), run_)
+        tolerances = regression.load_tolerances(reference)
+        with tempfile.TemporaryDirectory() as tmp:
+            if fresh:
+                records = regression.read_fresh(fresh, runs)
+            else:
+                records = regression.fresh_records(runs, grid["threads"], *dirs(data_dir, cache_dir), keep or Path(tmp))
+            if update:
+                regression.update(reference, records)
+                typer.echo(f"updated {len(records)} reference records in {reference}")
+                return
+            references = {name: regression.read(reference / f"{name}.json") for name, _ in runs}
+            rows = [row for name, args in runs
+                    for row in regression.compare(name, references[name], records[name], tolerances.get(args["task"], {}))]
     except ErbenchError as e:
         fail(e)
-    typer.echo(f"{'run':34s} {'split':5s} {'metric':20s} {'reference':>12s} {'fresh':>12s} {'|diff|':>10s} {'tolerance':>10s}")
+    typer.echo(f"{'run':38s} {'split':5s} {'metric':20s} {'reference':>12s} {'fresh':>12s} {'|diff|':>10s} {'tolerance':>10s}")
     for row in rows:
-        typer.echo(f"{row.run:34s} {row.split:5s} {row.metric:20s} {row.reference:12.6g} {row.fresh:12.6g} "
+        typer.echo(f"{row.run:38s} {row.split:5s} {row.metric:20s} {row.reference:12.6g} {row.fresh:12.6g} "
                    f"{abs(row.fresh - row.reference):10.3g} {row.tolerance:10.3g}{'' if row.ok else '  REGRESSION'}")
     failed = [row for row in rows if not row.ok]
     typer.echo(f"{len(rows) - len(failed)} passed, {len(failed)} failed")
