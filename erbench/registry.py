@@ -41,7 +41,7 @@ TASKS: dict[str, TaskSpec] = {
         "erbench.tasks.stackllama:StackLlamaTask",
         "StackLLaMA technical QA: a LoRA policy against a StackExchange reward model; drift = perplexity on human "
         "answers, KL to the SFT model, HumanEval pass@1 (the alignment tax; runs code only when allowed)",
-        drift_metrics={"perplexity": "lower", "kl_to_init": "lower", "humaneval_pass@1": "higher"},
+        drift_metrics={"perplexity": "lower", "kl_to_init": "lower", "code_perplexity": "lower", "humaneval_pass@1": "higher"},
     ),
 }
 

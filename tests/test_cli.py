@@ -68,18 +68,28 @@ def test_run_writes_a_complete_record(elastic_record):
     assert [point["resets_so_far"] for point in record["eval_curve"]] == [0, 1, 2]
     assert len(record["train_curve"]) == 4
     for split in ("val", "test"):
-        for key in ("reward", "perplexity", "kl_to_init", "kl_to_init_sampled", "distinct_1", "distinct_2"):
+        for key in ("reward", "reward_gold", "perplexity", "kl_to_init", "kl_to_init_sampled", "distinct_1", "distinct_2"):
             assert math.isfinite(record["final"][split][key]), (split, key)
         assert 0 <= record["final"][split]["reward"] <= 1 and record["final"][split]["kl_to_init"] >= 0
     initial = record["eval_curve"][0]
     assert initial["kl_to_init"] == pytest.approx(0, abs=1e-6)  # the initial policy is theta0
     assert record["environment"]["torch"] and record["timings"]["total_seconds"] > 0
     assert record["assets"]["reward_test_accuracy"] > 0.8
+    assert record["assets"]["gold_reward_test_accuracy"] > 0.8 and 0 <= record["final"]["val"]["reward_gold"] <= 1
+    assert all("reward_gold" in point for point in record["eval_curve"])
 
 
 def test_paper_reset_schedule_through_the_cli(tmp_path, cache_dir):
     record = run_record(tmp_path, cache_dir, "method.first_reset_after=1")
     assert record["resets"] == [1, 3]
+
+
+def test_the_gold_reward_only_observes(tmp_path, cache_dir, elastic_record):
+    """Scoring with the gold classifier changes nothing else a run does (no random numbers, no training signal)."""
+    record = run_record(tmp_path, cache_dir, "task.gold_reward=none")
+    assert "reward_gold" not in record["final"]["val"]
+    without_gold = [{k: v for k, v in point.items() if k != "reward_gold"} for point in elastic_record["eval_curve"]]
+    assert record["eval_curve"] == without_gold and record["train_curve"] == elastic_record["train_curve"]
 
 
 def test_same_seed_gives_identical_metrics(tmp_path, cache_dir, elastic_record):

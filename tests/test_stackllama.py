@@ -90,7 +90,7 @@ def test_cli_runs_stackllama_end_to_end_and_humaneval_needs_consent(stack_cache,
     assert record["status"] == "completed" and record["resets"] == [1, 2]
     for split in ("val", "test"):
         metrics = record["final"][split]
-        for key in ("reward", "reward_second_rm", "perplexity", "kl_to_init", "humaneval_pass@1"):
+        for key in ("reward", "reward_second_rm", "perplexity", "code_perplexity", "kl_to_init", "humaneval_pass@1"):
             assert math.isfinite(metrics[key]), (split, key)
         assert metrics["humaneval_problems"] == 3 and 0 <= metrics["humaneval_pass@1"] <= 1
     assert record["eval_curve"][0]["kl_to_init"] == pytest.approx(0.0, abs=1e-6)  # the initial policy is theta0
@@ -99,6 +99,7 @@ def test_cli_runs_stackllama_end_to_end_and_humaneval_needs_consent(stack_cache,
     assert env_free.returncode == 0, env_free.stderr
     record = json.loads(next((tmp_path / "no-code").glob("*.json")).read_text())
     assert "humaneval_pass@1" not in record["final"]["val"]
+    assert record["final"]["val"]["code_perplexity"] > 1  # the alignment tax that needs no code execution
 
 
 def test_bad_stackllama_settings_are_one_line_errors(tmp_path):

@@ -7,9 +7,12 @@ every continuation is exactly `response_tokens` tokens (end-of-text is never sam
 
 Assets per scale (built once by `prepare`, cached under a key of the fields that shape them):
   tiny   a 2-layer GPT-2-architecture LM and a byte-level BPE trained on IMDB train + unsup text,
-         reward = TF-IDF + logistic regression trained on the 20k train split
+         reward = TF-IDF + logistic regression trained on the 20k train split; gold reward (never trained
+         against, for over-optimisation: Gao et al. 2023) = Naive Bayes on binary word 1-3-grams, another
+         model family on other features, trained on the same split
   small  GPT-2-small (124M) with the real GPT-2 tokenizer, trained from scratch the same way
-  paper  lvwerra/gpt2-imdb policy, lvwerra/distilbert-imdb reward (hub)
+  paper  lvwerra/gpt2-imdb policy, lvwerra/distilbert-imdb reward, siebert/sentiment-roberta-large-english
+         gold reward (the DPO paper's gold; hub)
 """
 
 import functools
@@ -39,7 +42,8 @@ IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 END_OF_TEXT = "<|endoftext|>"
 # Fields that shape the prepared assets: changing one of them rebuilds, changing others does not.
 ASSET_FIELDS = ("policy", "tokenizer", "vocab_size", "lm_layers", "lm_width", "lm_heads", "lm_context",
-                "lm_train_tokens", "lm_batch_size", "lm_lr", "reward")
+                "lm_train_tokens", "lm_batch_size", "lm_lr", "reward", "gold_reward")
+LOCAL_CLASSIFIERS = {"tfidf": "reward.pkl", "naive-bayes": "gold.pkl"}  # trained by `prepare`; else a hub id
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class ImdbConfig:
     lm_lr: float = 1e-3
     lm_compile: bool = False  # torch.compile the pretraining step (the CUDA fast path)
     reward: str = "tfidf"  # "tfidf": TF-IDF + logistic regression on the 20k train split; else a hub classifier id
+    gold_reward: str = "naive-bayes"  # reported as reward_gold, never trained against: "naive-bayes", a hub id, or "none"
     top_k: int = 50  # sampling for rollouts and evaluation; RL4LMs left it unset (HF default 50); 0 = full softmax
     prompt_tokens: int = 64  # RL4LMs max_prompt_length (left truncation)
     response_tokens: int = 48  # RL4LMs max_episode_length = min_length = max_new_tokens
@@ -193,18 +198,28 @@ def pretrain_lm(cfg: ImdbConfig, stream: torch.Tensor, vocab_size: int, eot_id: 
                               cfg.lm_batch_size, cfg.lm_lr, device, cfg.lm_compile)
 
 
-def train_tfidf_reward(splits: ImdbSplits):
-    from sklearn.feature_extraction.text import TfidfVectorizer
+def sentiment_classifier(kind: str):
+    """An untrained scikit-learn pipeline: the proxy reward ("tfidf") or the gold reward ("naive-bayes")."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import MultinomialNB
     from sklearn.pipeline import make_pipeline
 
-    classifier = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), max_features=200_000, sublinear_tf=True),
-        LogisticRegression(C=4.0, max_iter=1000),
-    )
+    if kind == "tfidf":
+        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), max_features=200_000, sublinear_tf=True),
+                             LogisticRegression(C=4.0, max_iter=1000))
+    # A generative model on presence features: its errors differ from the proxy's. Naive Bayes' own
+    # probabilities saturate at 0 and 1; Platt scaling (3-fold) makes them a graded reward.
+    return make_pipeline(CountVectorizer(ngram_range=(1, 3), binary=True, min_df=2),
+                         CalibratedClassifierCV(MultinomialNB(alpha=0.5), method="sigmoid", cv=3))
+
+
+def train_classifier(kind: str, splits: ImdbSplits, prefix: str):
+    classifier = sentiment_classifier(kind)
     texts, labels = zip(*splits.train)
     classifier.fit(list(texts), list(labels))
-    accuracy = {f"reward_{name}_accuracy": float(classifier.score([t for t, _ in rows], [y for _, y in rows]))
+    accuracy = {f"{prefix}_{name}_accuracy": float(classifier.score([t for t, _ in rows], [y for _, y in rows]))
                 for name, rows in (("val", splits.val), ("test", splits.test))}
     return classifier, accuracy
 
@@ -229,7 +244,9 @@ class HubClassifierReward:
         return torch.cat(scores).numpy()
 
 
-class TfidfReward:
+class LocalClassifierReward:
+    """A classifier trained by `prepare`: its probability of a positive review."""
+
     def __init__(self, classifier):
         self.classifier = classifier
 
@@ -273,14 +290,21 @@ class ImdbTask(Task):
             model.save_pretrained(tmp / "lm")
             meta["lm_val_perplexity"] = perplexity(model.to(self.device), self.ppl_tokens("val", tokenizer),
                                                    cfg.lm_context, device=self.device)
-        if cfg.reward == "tfidf":
-            t0 = time.perf_counter()
-            say("training the TF-IDF + logistic regression reward on the 20k train split")
-            classifier, accuracy = train_tfidf_reward(splits)
-            with open(tmp / "reward.pkl", "wb") as f:
-                pickle.dump(classifier, f)
-            meta.update(accuracy, reward_seconds=time.perf_counter() - t0)
+        for kind, prefix in ((cfg.reward, "reward"), (cfg.gold_reward, "gold_reward")):
+            if kind in LOCAL_CLASSIFIERS:
+                t0 = time.perf_counter()
+                say(f"training the {kind} {prefix.replace('_', ' ')} on the 20k train split")
+                classifier, accuracy = train_classifier(kind, splits, prefix)
+                with open(tmp / LOCAL_CLASSIFIERS[kind], "wb") as f:
+                    pickle.dump(classifier, f)
+                meta.update(accuracy, **{f"{prefix}_seconds": time.perf_counter() - t0})
         return meta
+
+    def load_reward(self, kind: str):
+        if kind in LOCAL_CLASSIFIERS:
+            with open(self.asset_dir / LOCAL_CLASSIFIERS[kind], "rb") as f:
+                return LocalClassifierReward(pickle.load(f))
+        return HubClassifierReward(kind, self.device)
 
     # --- load: models, reward and encoded prompts for a run --------------------------------------
 
@@ -297,11 +321,8 @@ class ImdbTask(Task):
             else:
                 self.tokenizer = AutoTokenizer.from_pretrained(cfg.policy).backend_tokenizer
                 model = AutoModelForCausalLM.from_pretrained(cfg.policy)
-            if cfg.reward == "tfidf":
-                with open(self.asset_dir / "reward.pkl", "rb") as f:
-                    self.reward = TfidfReward(pickle.load(f))
-            else:
-                self.reward = HubClassifierReward(cfg.reward, self.device)
+            self.reward = self.load_reward(cfg.reward)
+            self.gold_reward = None if cfg.gold_reward == "none" else self.load_reward(cfg.gold_reward)
         except (OSError, pickle.UnpicklingError, EOFError) as e:
             raise ErbenchError(f"cannot load IMDB models: {e}", f"run `erbench prepare imdb --force` (assets: {self.asset_dir}), "
                                "or check the hub id and your network for the paper scale") from None
@@ -351,11 +372,12 @@ class ImdbTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model, init_model, split: str) -> dict[str, float]:
-        """Reward, exact and sampled KL to the initial model, distinct-n on held-out prompts; perplexity on human reviews.
+        """Reward (and gold reward), exact and sampled KL to the initial model, distinct-n on held-out prompts;
+        perplexity on human reviews.
 
         Sampling uses a fixed seed, so every evaluation of a run sees the same random numbers."""
         ids, mask = self.prompts[split]
-        scores, exact, sampled, responses = [], [], [], []
+        scores, exact, sampled, responses, scored_texts = [], [], [], [], []
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed + 1)
@@ -368,10 +390,14 @@ class ImdbTask(Task):
                 init_logits = rollout.logits(init_model)
                 exact.append(exact_kl(logits, init_logits).sum(1))
                 sampled.append((token_logprobs(logits, rollout.response_ids) - token_logprobs(init_logits, rollout.response_ids)).sum(1))
-                responses += self.texts(rollout)[1]
+                prompts, continuations = self.texts(rollout)
+                responses += continuations
+                scored_texts += [p + r for p, r in zip(prompts, continuations)]
         scores = torch.cat(scores)
+        gold = {"reward_gold": float(np.mean(self.gold_reward(scored_texts)))} if self.gold_reward else {}
         return {
             "reward": scores.mean().item(),
+            **gold,
             "reward_stderr": (scores.std() / math.sqrt(len(scores))).item() if len(scores) > 1 else 0.0,
             "kl_to_init": torch.cat(exact).mean().item(),
             "kl_to_init_sampled": torch.cat(sampled).mean().item(),

