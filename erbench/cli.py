@@ -182,6 +182,7 @@ RESULTS_HELP = "folder searched (recursively) for run records; its reference/ su
 
 
 def load_runs(results: Path, checkpoint: str):
+    """The runs table, curves and interpolation curves, and the records behind the runs (newest per seed)."""
     from erbench.report.records import curves_table, interpolation_table, newest_per_seed, read_records, runs_table
 
     if checkpoint not in ("final", "best"):
@@ -194,7 +195,7 @@ def load_runs(results: Path, checkpoint: str):
         raise ErbenchError(f"no completed run records under {results}", "run `erbench run TASK --method M` first, or pass --results DIR")
     runs = newest_per_seed(records, warn)
     # Interpolation curves come from every record: a re-run does not redo the older run's `erbench interpolate`.
-    return runs_table(runs, checkpoint), curves_table(runs), interpolation_table(records)
+    return runs_table(runs, checkpoint), curves_table(runs), interpolation_table(records), runs
 
 
 @app.command()
@@ -217,7 +218,7 @@ def plot(
             raise ErbenchError("nothing to plot", "pass --pareto and/or --curves")
         if out is not None and out.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise ErbenchError(f"cannot write a plot to {out}", "give --out a .png, .svg or .pdf file")
-        runs, curve_rows, interpolations = load_runs(results, checkpoint)
+        runs, curve_rows, interpolations, _ = load_runs(results, checkpoint)
         tasks = [task] if task else sorted(runs["task"].unique())
         if out is not None and (pareto and curves or len(tasks) > 1):
             raise ErbenchError("--out names one file but more than one plot is asked for",
@@ -247,36 +248,60 @@ def plot(
 def report(
     format: str = typer.Option("md", "--format", help="md | csv | json"),
     published: bool = typer.Option(False, "--published", help="add the cited numbers of results/published.csv"),
-    claims: bool = typer.Option(False, "--claims", help="check the paper's claims (results/claims.toml)"),
+    claims: bool = typer.Option(False, "--claims", help="judge the paper's claims (results/claims.toml): a bootstrap interval per claim"),
     checkpoint: str = typer.Option("final", help="final | best"),
     drift_budget: float = typer.Option(None, help="drift budget for reward@budget (default: the median drift)"),
     results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
-    claims_file: Path = typer.Option(Path("results/claims.toml"), help="the claims to check"),
+    claims_file: Path = typer.Option(Path("results/claims.toml"), help="the claims to judge and the drift levels of the reward@level columns"),
     published_file: Path = typer.Option(Path("results/published.csv"), help="the published numbers"),
+    write: bool = typer.Option(False, "--write", help="write the committed report (markdown, --published --claims) to --report-file "
+                                                      "and the Findings table between the README's findings markers"),
+    verify: bool = typer.Option(False, "--verify", help="exit 1 when --report-file or the README's Findings differ from what the records give"),
+    report_file: Path = typer.Option(Path("results/report.md"), help="the committed report (--write, --verify)"),
+    readme: Path = typer.Option(Path("README.md"), help="the README holding the Findings table (--write, --verify)"),
 ):
-    """Print mean ± s.e. over seeds per task, scale and method, reward at a drift budget and front hypervolume."""
+    """Print mean ± s.e. over seeds per task, scale and method, reward at drift levels and budgets, front hypervolume,
+    and with --claims each claim's verdict."""
     try:
         import pandas as pd
 
-        from erbench.report import tables
-        from erbench.report.claims import evaluate, load_claims
+        from erbench.report import findings, tables
+        from erbench.report.claims import evaluate, findings_markdown, load_claims, verdict_line
 
-        if format not in ("md", "csv", "json"):
-            raise ErbenchError(f"unknown format '{format}'", "use --format md, csv or json")
-        runs, _, _ = load_runs(results, checkpoint)
-        table, notes = tables.summary(runs, drift_budget)
+        if write and verify:
+            raise ErbenchError("--write and --verify together", "pass one: --write regenerates, --verify compares")
+        if (write or verify) and format != "md":
+            raise ErbenchError(f"--write and --verify make the markdown report, not --format {format}", "drop --format")
+        published, claims = published or write or verify, claims or write or verify
+        runs, _, _, records = load_runs(results, checkpoint)
+        claim_list, levels = load_claims(claims_file) if claims or claims_file.exists() else ([], {})
+        runs = tables.with_level_rewards(runs, records, levels)
+        table, notes = tables.summary(runs, drift_budget, levels)
         pub = tables.published_rows(published_file, set(runs["task"])) if published else pd.DataFrame()
+        verdicts = [verdict for claim in claim_list for verdict in evaluate(claim, records, levels)] if claims else []
         if format == "md":
-            typer.echo(tables.markdown(table, notes, pub))
+            text = tables.markdown(table, notes, pub)
         elif format == "csv":
-            typer.echo(pd.concat([table, pub], ignore_index=True).to_csv(index=False).rstrip())
+            text = pd.concat([table, pub], ignore_index=True).to_csv(index=False).rstrip()
         else:
-            typer.echo(pd.concat([table, pub], ignore_index=True).to_json(orient="records", indent=1))
+            text = pd.concat([table, pub], ignore_index=True).to_json(orient="records", indent=1)
         if claims:
-            typer.echo("\n### Claims\n")
-            for claim in load_claims(claims_file):
-                for verdict in evaluate(claim, runs):
-                    typer.echo(f"- **{verdict.verdict}** `{claim['id']}` (scale {verdict.scale}): {claim['text']}. {verdict.evidence}")
+            text += "\n\n### Claims\n\n" + "\n".join(verdict_line(v) for v in verdicts)
+        if write or verify:
+            wanted = findings.documents(text, findings_markdown(verdicts), report_file, readme)
+            if write:
+                findings.write(wanted)
+                typer.echo(f"wrote {report_file} and the findings in {readme}")
+                return
+            stale = findings.stale(wanted)
+            if stale:
+                refresh = " ".join(["erbench", *sys.argv[1:]]).replace("--verify", "--write")
+                typer.echo(f"error: {', '.join(map(str, stale))} differ(s) from what the committed records give; "
+                           f"refresh with `{refresh}` and commit", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"{report_file} and the findings in {readme} match the records")
+            return
+        typer.echo(text)
     except ErbenchError as e:
         fail(e)
 

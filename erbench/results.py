@@ -14,13 +14,17 @@ RECORD_SCHEMA = "erbench.run/1"
 
 
 def atomic_write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1, allow_nan=True))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
     """A reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; a record is meant to be shared
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, allow_nan=True)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,73 +1,276 @@
-"""Evaluate the paper's claims (results/claims.toml) against stored run records."""
+"""The paper's claims (results/claims.toml) as statistics over run records.
 
+Per claim and scale: each run's best val reward within the claim's drift level (tables.reward_at_level), then
+per baseline the difference of the mean over seeds, method minus baseline, with a 95% stratified bootstrap
+interval (seeds resampled within each side independently, as rliable does; Agarwal et al. 2021) and the
+probability of improvement P(method run > baseline run). SUPPORTED when the interval lies above zero,
+CONTRADICTED when below, INCONCLUSIVE otherwise; NOT ENOUGH DATA with fewer seeds than the claim declares."""
+
+import dataclasses
+import functools
+import json
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
+from scipy.stats import bootstrap
 
+from erbench.config import MethodConfig, TrainConfig
 from erbench.errors import ErbenchError
-from erbench.report.tables import drift_metrics, oriented, setting_means
+from erbench.registry import METHODS, TASKS, methods_for
+from erbench.report.records import flat_config, setting_label, varying_settings
+from erbench.report.tables import drift_metrics, reward_at_level, within
 
-KINDS = ("better_at_equal_drift", "dominates")
+KINDS = ("reward_at_drift",)  # the statistic a claim is judged by; one today
+FIELDS = ("id", "text", "source", "task", "kind", "method", "baselines", "drift", "min_seeds")
+# Fixed so that the verdicts (and the README findings CI compares) are the same on every run.
+RESAMPLES, RNG_SEED, CONFIDENCE = 10_000, 0, 0.95
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH = "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "NOT ENOUGH DATA"
+CHECKED_SECTIONS = {"train": TrainConfig, "method": MethodConfig}  # task fields are checked against the records
 
 
-@dataclass
+@dataclass(frozen=True)
+class Side:
+    """A method's runs: those whose config matches `where` (flat_config keys) and the recipe default elsewhere."""
+    method: str
+    where: tuple[tuple[str, object], ...] = ()
+
+    def label(self) -> str:
+        return self.method + (f" [{setting_label(dict(self.where), [k for k, _ in self.where])}]" if self.where else "")
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    text: str
+    source: str
+    task: str
+    kind: str
+    method: Side
+    baselines: tuple[Side, ...]
+    drift: str
+    min_seeds: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    baseline: str
+    verdict: str
+    difference: float  # mean(method) - mean(baseline) of the runs' reward at the level
+    low: float  # the 95% interval (NaN with fewer than 2 runs a side)
+    high: float
+    p_improve: float
+    seeds: tuple[int, int]  # runs with a value at the level: method, baseline
+
+
+@dataclass(frozen=True)
 class Verdict:
-    claim: str
+    claim: Claim
     scale: str
-    verdict: str  # SUPPORTED | CONTRADICTED | NOT ENOUGH DATA
-    evidence: str
+    level: float | None
+    verdict: str
+    comparisons: tuple[Comparison, ...]
+    note: str = ""  # what is missing, when the verdict rests on no comparison or on runs without a value
 
 
-def load_claims(path: Path) -> list[dict]:
+def problem(claim_id, message: str, fix: str) -> ErbenchError:
+    return ErbenchError(f"claim {claim_id!r} in claims.toml: {message}", fix)
+
+
+def parse_side(claim_id, value) -> Side:
+    entry = {"method": value} if isinstance(value, str) else value
+    if not isinstance(entry, dict) or not isinstance(entry.get("method"), str) or set(entry) - {"method", "where"}:
+        raise problem(claim_id, f"bad method or baseline {value!r}", 'write "NAME" or { method = "NAME", where = { "section.key" = value } }')
+    if entry["method"] not in METHODS:
+        raise problem(claim_id, f"unknown method {entry['method']!r}", f"use one of: {', '.join(METHODS)}")
+    for key in entry.get("where", {}):
+        section, _, name = key.partition(".")
+        if section not in ("task", *CHECKED_SECTIONS) or (
+                section in CHECKED_SECTIONS and name not in {f.name for f in dataclasses.fields(CHECKED_SECTIONS[section])}):
+            raise problem(claim_id, f"unknown setting {key!r} in where", "name a field as section.key (task., train. or method.), as in a run record")
+    return Side(entry["method"], tuple(sorted(entry.get("where", {}).items())))
+
+
+def parse_claim(raw: dict) -> Claim:
+    claim_id = raw.get("id")
+    missing = [f for f in FIELDS if f not in raw]
+    if missing:
+        raise problem(claim_id, f"missing {', '.join(missing)}", f"give every [[claim]] the fields {', '.join(FIELDS)}")
+    if raw["kind"] not in KINDS:
+        raise problem(claim_id, f"unknown kind {raw['kind']!r}", f"use one of: {', '.join(KINDS)}")
+    if raw["task"] not in TASKS:
+        raise problem(claim_id, f"unknown task {raw['task']!r}", f"use one of: {', '.join(TASKS)}")
+    if raw["drift"] not in drift_metrics(raw["task"]):
+        raise problem(claim_id, f"unknown drift metric {raw['drift']!r} for task {raw['task']}",
+                      f"use one of: {', '.join(drift_metrics(raw['task']))}")
+    if not isinstance(raw["min_seeds"], int) or raw["min_seeds"] < 2:
+        raise problem(claim_id, f"min_seeds = {raw['min_seeds']!r}", "give an integer >= 2 (an interval needs two runs a side)")
+    if not isinstance(raw["baselines"], list) or not raw["baselines"]:
+        raise problem(claim_id, "baselines is not a non-empty list", 'write baselines = ["ppo", ...]')
+    method = parse_side(claim_id, {"method": raw["method"], "where": raw.get("where", {})})
+    baselines = tuple(parse_side(claim_id, b) for b in raw["baselines"])
+    for side in (method, *baselines):
+        if side.method not in methods_for(raw["task"]):
+            raise problem(claim_id, f"method {side.method!r} does not apply to task {raw['task']}",
+                          f"use one of: {', '.join(methods_for(raw['task']))}")
+    return Claim(claim_id, raw["text"], raw["source"], raw["task"], raw["kind"], method, baselines, raw["drift"], raw["min_seeds"])
+
+
+def parse_levels(raw: dict) -> dict:
+    """[levels.TASK.SCALE] DRIFT = value -> {task: {scale: {drift: float}}}."""
+    for task, scales in raw.items():
+        for scale, drifts in scales.items():
+            for drift, level in drifts.items():
+                if drift not in drift_metrics(task) or not isinstance(level, (int, float)):
+                    raise ErbenchError(f"claims.toml: bad level levels.{task}.{scale}.{drift} = {level!r}",
+                                       f"give a number for a drift metric of a task ({', '.join(TASKS)})")
+    return {task: {scale: {d: float(v) for d, v in drifts.items()} for scale, drifts in scales.items()} for task, scales in raw.items()}
+
+
+def load_claims(path: Path) -> tuple[list[Claim], dict]:
+    """The claims and the drift levels of results/claims.toml, validated."""
     try:
-        claims = tomllib.loads(Path(path).read_text())["claim"]
-    except (OSError, KeyError, tomllib.TOMLDecodeError) as e:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
         raise ErbenchError(f"cannot read claims from {path}: {e}", "write [[claim]] tables as in results/claims.toml") from None
-    for claim in claims:
-        if claim.get("kind") not in KINDS:
-            raise ErbenchError(f"claim {claim.get('id')!r} has kind {claim.get('kind')!r}", f"use one of: {', '.join(KINDS)}")
-    return claims
+    claims = [parse_claim(raw) for raw in data.get("claim", [])]
+    if len({c.id for c in claims}) < len(claims):
+        raise ErbenchError(f"{path}: two claims share an id", "give every [[claim]] its own id")
+    return claims, parse_levels(data.get("levels", {}))
 
 
-def describe(row, drift: str) -> str:
-    return (f"{row['method']}{' [' + row['setting'] + ']' if row['setting'] else ''}: reward {row['reward']:.4f}, "
-            f"{drift} {row[drift]:.4g} (seeds {row['seeds']})")
+@functools.cache
+def recipe_default(task: str, method: str, scale: str) -> dict:
+    from erbench.runner import resolve_run  # imports torch: only when a claim is judged
+
+    return flat_config(json.loads(json.dumps(resolve_run(task, method, scale, 0, []).to_dict())))  # as a record stores it
 
 
-def evaluate(claim: dict, runs: pd.DataFrame) -> list[Verdict]:
-    task, drift = claim["task"], claim["drift"]
-    direction = drift_metrics(task).get(drift, "lower")
-    methods = [claim["method"], *claim["baselines"]]
-    runs = runs[(runs["task"] == task) & runs["method"].isin(methods)] if len(runs) else runs
-    if not len(runs):
-        return [Verdict(claim["id"], "-", "NOT ENOUGH DATA", f"no completed {task} records of {', '.join(methods)}")]
-    verdicts = []
-    for scale, here in runs.groupby("scale", sort=True):
-        means = setting_means(here, ["reward", drift])
-        short = [m for m in methods if means[means["method"] == m]["n_seeds"].max() < claim.get("min_seeds", 1)
-                 or m not in set(means["method"])]
-        if short:
-            seeds = {m: int(means[means["method"] == m]["n_seeds"].max()) if m in set(means["method"]) else 0 for m in methods}
-            verdicts.append(Verdict(claim["id"], scale, "NOT ENOUGH DATA",
-                                    f"seeds per method {seeds}, need {claim.get('min_seeds', 1)} each"))
-            continue
-        mine = means[means["method"] == claim["method"]]
-        supported, evidence = True, []
-        for baseline in claim["baselines"]:
-            theirs = means[means["method"] == baseline]
-            targets = theirs.loc[[theirs["reward"].idxmax()]] if claim["kind"] == "better_at_equal_drift" else theirs
-            for _, target in targets.iterrows():
-                better = mine[(oriented(mine[drift], direction) <= oriented([target[drift]], direction)[0])
-                              & (mine["reward"] >= target["reward"])]
-                if claim["kind"] == "better_at_equal_drift":
-                    better = better[better["reward"] > target["reward"]]
-                if len(better):
-                    evidence.append(f"{describe(better.iloc[0], drift)} vs {describe(target, drift)}")
-                else:
-                    supported = False
-                    best = mine.loc[mine["reward"].idxmax()]
-                    evidence.append(f"nothing beats {describe(target, drift)}; best {describe(best, drift)}")
-        verdicts.append(Verdict(claim["id"], scale, "SUPPORTED" if supported else "CONTRADICTED", "; ".join(evidence)))
-    return verdicts
+def select(records: list[dict], side: Side, task: str, scale: str, claim_id: str) -> list[dict]:
+    """The side's runs of this task and scale: its `where` values, and the recipe default on every other setting
+    that varies among the method's runs (a field a record lacks reads as its default)."""
+    peers = [r for r in records if (r["task"], r["scale"], r["method"]) == (task, scale, side.method)]
+    if not peers:
+        return []
+    configs = [flat_config(r) for r in peers]
+    default = recipe_default(task, side.method, scale)
+    wanted = {**{k: default[k] for k in varying_settings(configs)}, **dict(side.where)}
+    unknown = [k for k in wanted if k not in default]
+    if unknown:
+        raise problem(claim_id, f"unknown setting {unknown[0]!r} for {task}", "name a field as in a run record's config")
+    return [r for r, c in zip(peers, configs) if all(c.get(k, default[k]) == v for k, v in wanted.items())]
+
+
+def p_improve(a: np.ndarray, b: np.ndarray) -> float:
+    """P(a run of a beats a run of b), ties counted half (rliable's probability of improvement)."""
+    wins = (a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])
+    return float(wins.mean()) if wins.size else float("nan")
+
+
+def difference_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """95% percentile interval of mean(a) - mean(b), resampling a and b independently (a stratified bootstrap).
+    Identical values give the point itself."""
+    if min(len(a), len(b)) < 2:
+        return float("nan"), float("nan")
+    result = bootstrap((a, b), lambda x, y, axis: x.mean(axis) - y.mean(axis), n_resamples=RESAMPLES,
+                       confidence_level=CONFIDENCE, method="percentile", rng=np.random.default_rng(RNG_SEED))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def compare(a, b, min_seeds: int, baseline: str = "") -> Comparison:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    difference = float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")
+    low, high = difference_interval(a, b)
+    if min(len(a), len(b)) < min_seeds:
+        verdict = NOT_ENOUGH
+    else:
+        verdict = SUPPORTED if low > 0 else CONTRADICTED if high < 0 else INCONCLUSIVE
+    return Comparison(baseline, verdict, difference, low, high, p_improve(a, b), (len(a), len(b)))
+
+
+def combine(verdicts: list[str]) -> str:
+    """Over several baselines: SUPPORTED only if every comparison is, CONTRADICTED if any is."""
+    if CONTRADICTED in verdicts:
+        return CONTRADICTED
+    if all(v == SUPPORTED for v in verdicts):
+        return SUPPORTED
+    return NOT_ENOUGH if NOT_ENOUGH in verdicts else INCONCLUSIVE
+
+
+def evaluate(claim: Claim, records: list[dict], levels: dict) -> list[Verdict]:
+    """One verdict per scale with records of the claim's task and methods."""
+    methods = {side.method for side in (claim.method, *claim.baselines)}
+    scales = sorted({r["scale"] for r in records if r["task"] == claim.task and r["method"] in methods})
+    if not scales:
+        return [Verdict(claim, "–", None, NOT_ENOUGH, (), f"no {claim.task} records of {', '.join(sorted(methods))}")]
+    return [evaluate_scale(claim, records, scale, levels.get(claim.task, {}).get(scale, {}).get(claim.drift)) for scale in scales]
+
+
+def evaluate_scale(claim: Claim, records: list[dict], scale: str, level: float | None) -> Verdict:
+    if level is None:
+        return Verdict(claim, scale, None, NOT_ENOUGH, (),
+                       f"no {claim.drift} level for scale {scale}: add {claim.drift} = ... under [levels.{claim.task}.{scale}] in claims.toml")
+    direction = drift_metrics(claim.task)[claim.drift]
+
+    def values(side: Side) -> tuple[list[float], int]:
+        runs = select(records, side, claim.task, scale, claim.id)
+        rewards = [reward_at_level(r["eval_curve"], claim.drift, level, direction) for r in runs]
+        return [v for v in rewards if not math.isnan(v)], len(rewards)
+
+    mine, n_mine = values(claim.method)
+    comparisons, outside = [], n_mine - len(mine)
+    for baseline in claim.baselines:
+        theirs, n_theirs = values(baseline)
+        outside += n_theirs - len(theirs)
+        comparisons.append(compare(mine, theirs, claim.min_seeds, baseline.label()))
+    note = f"{outside} run(s) start beyond the level (no value)" if outside else ""
+    return Verdict(claim, scale, level, combine([c.verdict for c in comparisons]), tuple(comparisons), note)
+
+
+def signed(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:+.3f}"
+
+
+def difference_text(c: Comparison) -> str:
+    if math.isnan(c.difference):
+        return "–"
+    return f"{signed(c.difference)} " + ("(no interval)" if math.isnan(c.low) else f"[{signed(c.low)}, {signed(c.high)}]")
+
+
+def level_text(verdict: Verdict) -> str:
+    claim = verdict.claim
+    if verdict.level is None:
+        return f"reward at a {claim.drift} level"
+    return f"reward at {claim.drift} {within(drift_metrics(claim.task)[claim.drift])} {verdict.level:.4g}"
+
+
+def comparison_text(c: Comparison, min_seeds: int) -> str:
+    p = "–" if math.isnan(c.p_improve) else f"{c.p_improve:.2f}"
+    return (f"vs {c.baseline}: {difference_text(c)}, P(improve) {p}, seeds {c.seeds[0]} vs {c.seeds[1]}"
+            + (f" (need {min_seeds})" if min(c.seeds) < min_seeds else ""))
+
+
+def verdict_line(verdict: Verdict) -> str:
+    """The report's line for one claim and scale."""
+    claim = verdict.claim
+    evidence = "; ".join([comparison_text(c, claim.min_seeds) for c in verdict.comparisons] + ([verdict.note] if verdict.note else []))
+    return (f"- **{verdict.verdict}** `{claim.id}` (scale {verdict.scale}, {level_text(verdict)}, "
+            f"{claim.method.label()} minus baseline, 95% CI): {claim.text}. {evidence}")
+
+
+def findings_markdown(verdicts: list[Verdict]) -> str:
+    """The README's Findings table: a row per comparison; the claim and its verdict on its first row."""
+    rows = ["| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) | seeds |", "|---|---|---|---|---|---|---|---|"]
+    for verdict in verdicts:
+        claim = verdict.claim
+        head = [claim.task, verdict.scale, f"{claim.text} (`{claim.id}`; {level_text(verdict)}, need {claim.min_seeds} seeds)",
+                f"**{verdict.verdict}**"]
+        if not verdict.comparisons:
+            rows.append("| " + " | ".join([*head, "", verdict.note, "", ""]) + " |")
+        for i, c in enumerate(verdict.comparisons):
+            p = "–" if math.isnan(c.p_improve) else f"{c.p_improve:.2f}"
+            cells = [*(head if i == 0 else [""] * 4), c.baseline, difference_text(c), p, f"{c.seeds[0]} vs {c.seeds[1]}"]
+            rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)

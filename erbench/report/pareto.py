@@ -40,3 +40,19 @@ def reward_at_drift(drift, reward, budget: float) -> float:
     drift, reward = np.asarray(drift, float), np.asarray(reward, float)
     inside = drift <= budget
     return float(reward[inside].max()) if inside.any() else float("nan")
+
+
+def reward_at_fixed_drift(drift, reward, level: float) -> float:
+    """The best reward along a run's path of evaluations (in training order) while drift <= level: a segment
+    that crosses the level counts up to its crossing point, its reward linearly interpolated there (so a run
+    evaluated sparsely is not penalised for jumping over the level). A path that never leaves the level gives
+    its best reward. NaN when the path starts beyond the level: the initial model is already outside it, so
+    the level says nothing about training."""
+    drift, reward = np.asarray(drift, float), np.asarray(reward, float)
+    if not len(drift) or drift[0] > level:
+        return float("nan")
+    candidates = list(reward[drift <= level])
+    for (x0, y0), (x1, y1) in zip(zip(drift, reward), zip(drift[1:], reward[1:])):
+        if (x0 - level) * (x1 - level) < 0:  # strictly on both sides: the segment crosses the level
+            candidates.append(y0 + (y1 - y0) * (level - x0) / (x1 - x0))
+    return float(max(candidates))

@@ -68,16 +68,25 @@ def flat_config(record: dict) -> dict:
     return {f"{section}.{key}": value for section, values in sections.items() for key, value in values.items()}
 
 
+def varying_settings(configs: list[dict]) -> list[str]:
+    """The setting fields (flat_config keys) whose values differ among these configs. A field some of them lack
+    was added to erbench after they ran (with their behaviour as its default): not a setting."""
+    return sorted(k for k in configs[0] if k not in NOT_A_SETTING and all(k in c for c in configs)
+                  and len({json.dumps(c[k]) for c in configs}) > 1) if configs else []
+
+
+def setting_label(config: dict, keys) -> str:
+    return ", ".join(f"{SHORT_NAMES.get(k, k.split('.', 1)[1])}={config[k]}" for k in keys)
+
+
 def setting_labels(records: list[dict]) -> list[str]:
     """A label per record naming the settings that vary among runs of the same task, scale and method."""
-    configs = [{k: v for k, v in flat_config(r).items() if k not in NOT_A_SETTING} for r in records]
+    configs = [flat_config(r) for r in records]
     labels = []
     for record, config in zip(records, configs):
         peers = [c for r, c in zip(records, configs)
                  if (r["task"], r["scale"], r["method"]) == (record["task"], record["scale"], record["method"])]
-        # A field some peers lack was added to erbench after they ran (with their behaviour as its default): not a setting.
-        varying = sorted(k for k in config if all(k in p for p in peers) and len({json.dumps(p[k]) for p in peers}) > 1)
-        labels.append(", ".join(f"{SHORT_NAMES.get(k, k.split('.', 1)[1])}={config[k]}" for k in varying))
+        labels.append(setting_label(config, varying_settings(peers)))
     return labels
 
 

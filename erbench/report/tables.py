@@ -1,5 +1,6 @@
 """The tables a paper prints: per task, scale and method, mean ± standard error over seeds, the reward
-reached within a drift budget, and the hypervolume of each method's reward/drift front."""
+reached within a drift budget, the reward each run reached at a fixed drift level, and the hypervolume of each
+method's reward/drift front."""
 
 import io
 import math
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from erbench.registry import TASKS
-from erbench.report.pareto import hypervolume, pareto_front, reward_at_drift
+from erbench.report.pareto import hypervolume, pareto_front, reward_at_drift, reward_at_fixed_drift
 from erbench.report.records import mean_and_stderr
 
 
@@ -22,6 +23,33 @@ def oriented(values, direction: str) -> np.ndarray:
     """Drift with lower = better."""
     values = np.asarray(values, float)
     return values if direction == "lower" else -values
+
+
+def within(direction: str) -> str:
+    return "<=" if direction == "lower" else ">="
+
+
+def reward_at_level(curve: list[dict], drift: str, level: float, direction: str) -> float:
+    """One run's best val reward along its evaluations (iteration 0, the initial model, first) within the drift
+    level, interpolated where the path crosses it (pareto.reward_at_fixed_drift)."""
+    points = [p for p in curve if isinstance(p.get(drift), (int, float)) and math.isfinite(p[drift])]
+    return reward_at_fixed_drift(oriented([p[drift] for p in points], direction), [p["reward"] for p in points],
+                                 float(oriented([level], direction)[0]))
+
+
+def level_column(drift: str) -> str:
+    return f"reward@{drift}"
+
+
+def with_level_rewards(runs: pd.DataFrame, records: list[dict], levels: dict) -> pd.DataFrame:
+    """`runs` (one row per record) plus a reward@<drift> column per drift level stated for the run's task and
+    scale (levels[task][scale][drift]); NaN where no level is stated."""
+    values: dict[str, dict[str, float]] = {}
+    for record in records:
+        for drift, level in levels.get(record["task"], {}).get(record["scale"], {}).items():
+            direction = drift_metrics(record["task"])[drift]
+            values.setdefault(level_column(drift), {})[record["path"]] = reward_at_level(record["eval_curve"], drift, level, direction)
+    return runs.assign(**{column: runs["path"].map(by_path) for column, by_path in values.items()})
 
 
 def setting_means(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
@@ -37,8 +65,9 @@ def setting_means(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary(runs: pd.DataFrame, drift_budget: float | None = None) -> tuple[pd.DataFrame, dict]:
-    """Setting-level means plus, per method, `hypervolume` and `reward_at_budget` on the task's default drift.
+def summary(runs: pd.DataFrame, drift_budget: float | None = None, levels: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Setting-level means plus, per method, `hypervolume` and `reward_at_budget` on the task's default drift,
+    and per setting the mean ± s.e. of the runs' reward@<drift> at each stated level (`with_level_rewards`).
 
     Hypervolume: area with more reward than the initial model and less drift than the worst run of the
     task and scale (the reference point), dominated by the method's front of setting means.
@@ -46,7 +75,8 @@ def summary(runs: pd.DataFrame, drift_budget: float | None = None) -> tuple[pd.D
     tables, notes = [], {}
     for (task, scale), runs_here in runs.groupby(["task", "scale"], sort=True):
         drifts = drift_metrics(task)
-        metrics = ["reward", *drifts, *[f"test_{m}" for m in ("reward", *drifts)]]
+        here_levels = (levels or {}).get(task, {}).get(scale, {})
+        metrics = ["reward", *drifts, *[f"test_{m}" for m in ("reward", *drifts)], *map(level_column, here_levels)]
         table = setting_means(runs_here, [m for m in metrics if m in runs_here])
         if drifts:
             x, direction = next(iter(drifts.items()))
@@ -54,7 +84,7 @@ def summary(runs: pd.DataFrame, drift_budget: float | None = None) -> tuple[pd.D
             ref_y = float(runs_here["initial_reward"].mean())
             budget = drift_budget if drift_budget is not None else float(runs_here[x].median())
             notes[(task, scale)] = {"drift": x, "reference": (ref_x if direction == "lower" else -ref_x, ref_y), "budget": budget,
-                                     "within": "<=" if direction == "lower" else ">="}
+                                     "within": within(direction), "levels": here_levels}
             for method, rows in table.groupby("method"):
                 xs, ys = oriented(rows[x], direction), rows["reward"].to_numpy()
                 table.loc[rows.index, "hypervolume"] = hypervolume(xs, ys, (ref_x, ref_y))
@@ -86,11 +116,15 @@ def markdown(table: pd.DataFrame, notes: dict, published: pd.DataFrame) -> str:
         drifts = list(drift_metrics(task))
         note = notes.get((task, scale), {})
         out.append(f"### {task}, scale `{scale}`\n")
+        levels = note.get("levels", {})
         if note:
             out.append(f"Final val checkpoint, mean ± s.e. over seeds. Hypervolume on ({note['drift']}, reward) against "
                        f"the reference point ({note['reference'][0]:.4g}, {note['reference'][1]:.4g}) = (worst drift, "
-                       f"initial reward); reward@budget = best setting reward with {note['drift']} {note['within']} {note['budget']:.4g}.\n")
+                       f"initial reward); reward@budget = best setting reward with {note['drift']} {note['within']} {note['budget']:.4g}"
+                       + ("; reward@level = each run's best val reward along its training path within the level "
+                          "(interpolated where it crosses it), mean ± s.e. over seeds" if levels else "") + ".\n")
         header = ["method", "setting", "seeds", "reward", *drifts, "test reward", *[f"test {d}" for d in drifts],
+                  *[f"reward@{d} {within(drift_metrics(task)[d])} {level:.4g}" for d, level in levels.items()],
                   "reward@budget", "hypervolume"]
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "---|" * len(header))
@@ -99,12 +133,14 @@ def markdown(table: pd.DataFrame, notes: dict, published: pd.DataFrame) -> str:
                      fmt(row.get("reward"), row.get("reward_se")), *[fmt(row.get(d), row.get(f"{d}_se")) for d in drifts],
                      fmt(row.get("test_reward"), row.get("test_reward_se")),
                      *[fmt(row.get(f"test_{d}"), row.get(f"test_{d}_se")) for d in drifts],
+                     *[fmt(row.get(level_column(d)), row.get(f"{level_column(d)}_se")) for d in levels],
                      fmt(row.get("reward_at_budget"), None), fmt(row.get("hypervolume"), None)]
             out.append("| " + " | ".join(str(c) for c in cells) + " |")
         pub = published[published["task"] == task] if len(published) else published
         for _, row in pub.iterrows():
             cells = [f"{row['method']} [{row['scale']}]", row["source"], "published",
-                     fmt(row.get("reward"), None), *[fmt(row.get(d), None) for d in drifts], "", *[""] * len(drifts), "", ""]
+                     fmt(row.get("reward"), None), *[fmt(row.get(d), None) for d in drifts], "", *[""] * len(drifts),
+                     *[""] * len(levels), "", ""]
             out.append("| " + " | ".join(str(c) for c in cells) + " |")
         out.append("")
     return "\n".join(out)

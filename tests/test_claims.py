@@ -1,0 +1,229 @@
+"""Claims as statistics: reward at a fixed drift, bootstrap verdicts, claims.toml validation, the Findings writer."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, erbench
+from erbench.errors import ErbenchError
+from erbench.report.claims import (CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH, SUPPORTED, combine, compare, evaluate,
+                                   load_claims, p_improve, parse_claim)
+from erbench.report.findings import BEGIN, END
+from erbench.report.pareto import reward_at_fixed_drift
+from erbench.report.tables import reward_at_level
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- reward at a fixed drift ---
+
+def test_a_segment_crossing_the_level_is_interpolated_at_it():
+    # (0, 0.5) -> (10, 1.0) crosses 5 halfway: 0.75, more than any point inside.
+    assert reward_at_fixed_drift([0, 10], [0.5, 1.0], 5) == pytest.approx(0.75)
+
+
+def test_a_path_that_never_leaves_the_level_gives_its_best_reward():
+    assert reward_at_fixed_drift([0, 2, 4, 3], [0.5, 0.7, 0.6, 0.65], 5) == pytest.approx(0.7)
+    assert reward_at_fixed_drift([0, 5], [0.5, 0.9], 5) == pytest.approx(0.9)  # exactly at the level is inside
+
+
+def test_a_path_starting_beyond_the_level_has_no_value():
+    assert math.isnan(reward_at_fixed_drift([6, 1], [0.5, 0.9], 5))
+    assert math.isnan(reward_at_fixed_drift([], [], 5))
+
+
+def test_a_return_inside_the_level_after_a_reset_counts():
+    # Out to 10 (0.9), a reset back to 2 (0.6): both crossings at 5 count; the way back gives 0.9 - 0.3 * 5/8.
+    assert reward_at_fixed_drift([0, 10, 2], [0.5, 0.9, 0.6], 5) == pytest.approx(0.7125)
+    # Far beyond the level, the best reward there does not count.
+    assert reward_at_fixed_drift([0, 4, 50, 4], [0.5, 0.6, 0.99, 0.55], 5) < 0.7
+
+
+def test_a_higher_is_better_drift_keeps_the_path_above_the_level():
+    curve = [{"bleu_en": 18.0, "reward": 10.0}, {"bleu_en": 16.0, "reward": 12.0}, {"bleu_en": 17.5, "reward": 11.0}]
+    # bleu_en >= 17: 10 at 18, 11 at 17.5, and the crossings at 17: 11 on the way down, 12 - 2/3 on the way up.
+    assert reward_at_level(curve, "bleu_en", 17.0, "higher") == pytest.approx(12 - 2 / 3)
+    assert math.isnan(reward_at_level(curve, "bleu_en", 18.5, "higher"))
+
+
+# --- verdicts ---
+
+def run(method, seed, reward, perplexity=120.0, scale="tiny", kl_coef=0.001, ema_decay=0.995, **extra):
+    curve = [{"iteration": 0, "reward": 0.5, "perplexity": 100.0, "kl_to_init": 0.0},
+             {"iteration": 5, "reward": reward, "perplexity": perplexity, "kl_to_init": 5.0}]
+    return {"schema": "erbench.run/1", "status": "completed", "task": "imdb", "scale": scale, "method": method, "seed": seed,
+            "task_config": {}, "train": {"kl_coef": kl_coef}, "method_config": {"ema_decay": ema_decay, **extra},
+            "eval_curve": curve, "resets": [], "final": {"val": curve[-1], "test": curve[-1]}, "path": f"{method}-{seed}-{reward}"}
+
+
+CLAIM = {"id": "c", "text": "elastic beats ppo", "source": "test", "task": "imdb", "kind": "reward_at_drift",
+         "method": "elastic", "baselines": ["ppo"], "drift": "perplexity", "min_seeds": 3}
+LEVELS = {"imdb": {"tiny": {"perplexity": 150.0}}}
+
+
+def judge(mine, theirs, claim=CLAIM, levels=LEVELS):
+    records = [run("elastic", s, r) for s, r in enumerate(mine)] + [run("ppo", s, r) for s, r in enumerate(theirs)]
+    [verdict] = evaluate(parse_claim(claim), records, levels)
+    return verdict
+
+
+def test_a_clear_win_is_supported_and_a_clear_loss_contradicted():
+    win = judge([0.80, 0.82, 0.81, 0.83], [0.60, 0.62, 0.61, 0.63])
+    assert win.verdict == SUPPORTED
+    [c] = win.comparisons
+    assert c.difference == pytest.approx(0.20) and 0.18 <= c.low < 0.20 < c.high <= 0.22
+    assert c.p_improve == 1.0 and c.seeds == (4, 4)
+    loss = judge([0.60, 0.62, 0.61], [0.80, 0.82, 0.81])
+    assert loss.verdict == CONTRADICTED and loss.comparisons[0].high < 0 and loss.comparisons[0].p_improve == 0.0
+
+
+def test_overlapping_runs_are_inconclusive():
+    verdict = judge([0.60, 0.80, 0.70, 0.65], [0.62, 0.78, 0.69, 0.70])
+    [c] = verdict.comparisons
+    assert verdict.verdict == INCONCLUSIVE and c.low < 0 < c.high
+
+
+def test_fewer_seeds_than_the_claim_declares_is_not_enough_data():
+    verdict = judge([0.80, 0.82], [0.60, 0.62, 0.61])
+    assert verdict.verdict == NOT_ENOUGH and verdict.comparisons[0].seeds == (2, 3)
+
+
+def test_a_scale_without_a_level_is_not_enough_data_naming_the_level():
+    verdict = judge([0.8] * 3, [0.6] * 3, levels={"imdb": {"small": {"perplexity": 150.0}}})
+    assert verdict.verdict == NOT_ENOUGH and "[levels.imdb.tiny]" in verdict.note and "perplexity" in verdict.note
+
+
+def test_runs_starting_beyond_the_level_are_left_out():
+    verdict = judge([0.8] * 3, [0.6] * 3, levels={"imdb": {"tiny": {"perplexity": 90.0}}})
+    assert verdict.verdict == NOT_ENOUGH and verdict.comparisons[0].seeds == (0, 0) and "6 run(s)" in verdict.note
+
+
+def test_identical_values_give_the_point_as_interval():
+    c = compare([0.8, 0.8, 0.8], [0.6, 0.6, 0.6], 3)
+    assert (c.low, c.difference, c.high) == pytest.approx((0.2, 0.2, 0.2)) and c.verdict == SUPPORTED
+
+
+def test_the_interval_is_deterministic():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.7, 0.05, 5), rng.normal(0.65, 0.05, 5)
+    assert compare(a, b, 3) == compare(a, b, 3)
+
+
+def test_probability_of_improvement_counts_ties_half():
+    assert p_improve(np.array([1.0, 3.0]), np.array([2.0, 3.0])) == pytest.approx((0 + 0 + 1 + 0.5) / 4)
+
+
+def test_several_baselines_are_supported_only_if_every_one_is():
+    assert combine([SUPPORTED, SUPPORTED]) == SUPPORTED
+    assert combine([SUPPORTED, INCONCLUSIVE]) == INCONCLUSIVE
+    assert combine([SUPPORTED, NOT_ENOUGH, CONTRADICTED]) == CONTRADICTED
+    assert combine([SUPPORTED, NOT_ENOUGH]) == NOT_ENOUGH
+
+
+def test_a_side_is_its_where_settings_and_the_recipe_default_elsewhere():
+    # ppo at the default beta (0.001, the tiny recipe) loses; ppo at beta 1.0 wins: each side picks its own runs.
+    records = [run("elastic", s, 0.7) for s in range(3)]
+    records += [run("ppo", s, 0.5 + 0.01 * s) for s in range(3)]
+    records += [run("ppo", s, 0.9 + 0.01 * s, kl_coef=1.0) for s in range(3)]
+    claim = {**CLAIM, "baselines": ["ppo", {"method": "ppo", "where": {"train.kl_coef": 1.0}}]}
+    [verdict] = evaluate(parse_claim(claim), records, LEVELS)
+    assert [c.verdict for c in verdict.comparisons] == [SUPPORTED, CONTRADICTED]
+    assert verdict.comparisons[1].baseline == "ppo [β0=1.0]" and verdict.verdict == CONTRADICTED
+    # A field older records lack reads as its default: reset_critic=true matches none of them.
+    claim = {**CLAIM, "baselines": [{"method": "elastic", "where": {"method.reset_critic": True}}]}
+    [verdict] = evaluate(parse_claim(claim), records, LEVELS)
+    assert verdict.comparisons[0].seeds == (3, 0)
+
+
+# --- claims.toml ---
+
+@pytest.mark.parametrize("change, message", [
+    ({"kind": "dominates"}, "unknown kind 'dominates'"),
+    ({"method": "elastik"}, "unknown method 'elastik'"),
+    ({"baselines": ["frozen-english"]}, "does not apply to task imdb"),
+    ({"drift": "bleu_en"}, "unknown drift metric 'bleu_en'"),
+    ({"baselines": [{"method": "ppo", "where": {"train.kl_coeff": 1}}]}, "unknown setting 'train.kl_coeff'"),
+    ({"min_seeds": 1}, "min_seeds"),
+    ({"drift": None}, "missing drift"),
+])
+def test_a_bad_claim_is_refused_naming_the_claim(change, message):
+    claim = {k: v for k, v in {**CLAIM, **change}.items() if v is not None}
+    with pytest.raises(ErbenchError, match="claim 'c'") as error:
+        parse_claim(claim)
+    assert message in str(error.value)
+
+
+def test_the_committed_claims_load():
+    claims, levels = load_claims(REPO / "results" / "claims.toml")
+    assert {c.task for c in claims} == {"imdb", "translation", "stackllama"}
+    assert levels["imdb"]["tiny"] == {"perplexity": 320.0, "kl_to_init": 5.0}
+
+
+# --- the committed report and the README's Findings ---
+
+CLAIMS_TOML = """
+[levels.imdb.tiny]
+perplexity = 150.0
+
+[[claim]]
+id = "c"
+text = "elastic beats ppo"
+source = "test"
+task = "imdb"
+kind = "reward_at_drift"
+method = "elastic"
+baselines = ["ppo"]
+drift = "perplexity"
+min_seeds = 3
+"""
+
+
+@pytest.fixture
+def repo(tmp_path):
+    results = tmp_path / "results"
+    for s in range(3):
+        for r in (run("elastic", s, 0.80 + 0.01 * s), run("ppo", s, 0.60 + 0.01 * s)):
+            path = results / "runs" / f"{r['method']}-{s}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({k: v for k, v in r.items() if k != "path"}))
+    (tmp_path / "claims.toml").write_text(CLAIMS_TOML)
+    (tmp_path / "README.md").write_text(f"# erbench\n\n## Findings\n\n{BEGIN}\nold\n{END}\n\nMore text.\n")
+    return tmp_path
+
+
+def report(repo, *args):
+    return erbench("report", "--results", str(repo / "results"), "--claims-file", str(repo / "claims.toml"),
+                   "--published-file", str(REPO / "results" / "published.csv"), "--readme", str(repo / "README.md"),
+                   "--report-file", str(repo / "results" / "report.md"), *args, cache_dir=repo)
+
+
+def test_findings_are_written_between_the_markers_and_verified(repo):
+    assert report(repo, "--write").returncode == 0
+    readme = (repo / "README.md").read_text()
+    assert readme.startswith("# erbench\n\n## Findings\n\n") and readme.endswith(f"{END}\n\nMore text.\n")
+    assert "old" not in readme and "| imdb | tiny | elastic beats ppo" in readme and "**SUPPORTED**" in readme
+    written = (repo / "results" / "report.md").read_text()
+    assert "### Claims" in written and "**SUPPORTED** `c`" in written
+    printed = report(repo, "--published", "--claims")
+    assert printed.stdout == written  # the committed report is exactly what `report --published --claims` prints
+    ok = report(repo, "--verify")
+    assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.parametrize("stale", ["README.md", "results/report.md"])
+def test_verify_fails_after_a_hand_edit(repo, stale):
+    assert report(repo, "--write").returncode == 0
+    path = repo / stale
+    path.write_text(path.read_text().replace("SUPPORTED", "SUPPORTED (typed)", 1))
+    out = report(repo, "--verify")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1 and str(path) in lines[0] and "--write" in lines[0]
+
+
+def test_a_readme_without_markers_is_refused(repo):
+    (repo / "README.md").write_text("# erbench\n")
+    assert_one_line_error(report(repo, "--write"), "findings:begin")
+    assert (repo / "README.md").read_text() == "# erbench\n" and not (repo / "results" / "report.md").exists()
