@@ -54,12 +54,11 @@ def run_variants(reference_dir: Path, out: Path, data_dir: Path | None) -> None:
 
 def tolerances(grid: dict, out: Path) -> dict[str, dict[str, dict]]:
     """{task: {metric: {abs, code_path_deviation, seed_sd, worst_variant}}} from the variants' records."""
-    runs = check.grid_runs(grid)
-    names = {variant: [n for n, _ in check.grid_runs(grid, VARIANTS[variant][2])] for variant in VARIANTS}
-    records = {variant: check.read_fresh(out / variant, check.grid_runs(grid, VARIANTS[variant][2]))
-               for variant in VARIANTS}
+    runs = {variant: check.grid_runs(grid, VARIANTS[variant][2]) for variant in VARIANTS}
+    names = {variant: [name for name, _ in variant_runs] for variant, variant_runs in runs.items()}
+    records = {variant: check.read_fresh(out / variant, variant_runs) for variant, variant_runs in runs.items()}
     table: dict[str, dict[str, dict]] = {}
-    for index, (name, args) in enumerate(runs):
+    for index, (name, args) in enumerate(runs["pinned"]):
         reference = records["pinned"][name]
         seeds = [reference] + [records[v][names[v][index]] for v in ("seed+1", "seed+2")]
         for split in ("val", "test"):

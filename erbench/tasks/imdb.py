@@ -365,10 +365,12 @@ class ImdbTask(Task):
         return self.tokenizer.decode_batch(prompts), self.tokenizer.decode_batch(rollout.response_ids.cpu().tolist())
 
     def score(self, rollout: Rollout) -> torch.Tensor:
-        """P(positive) of prompt + continuation (the paper scores both)."""
         prompts, responses = self.texts(rollout)
-        scores = self.reward([p + r for p, r in zip(prompts, responses)])
-        return torch.as_tensor(np.asarray(scores), dtype=torch.float32, device=rollout.response_ids.device)
+        return self.score_texts([p + r for p, r in zip(prompts, responses)], rollout.response_ids.device)
+
+    def score_texts(self, texts: list[str], device: torch.device) -> torch.Tensor:
+        """P(positive) of prompt + continuation (the paper scores both)."""
+        return torch.as_tensor(np.asarray(self.reward(texts)), dtype=torch.float32, device=device)
 
     @torch.no_grad()
     def evaluate(self, model, init_model, split: str) -> dict[str, float]:
@@ -385,14 +387,15 @@ class ImdbTask(Task):
                 batch_ids = ids[start : start + self.cfg.eval_batch_size].to(self.device)
                 batch_mask = mask[start : start + self.cfg.eval_batch_size].to(self.device)
                 rollout = self.generate(model, (batch_ids, batch_mask))
-                scores.append(self.score(rollout))
+                prompts, continuations = self.texts(rollout)  # decoded once for the reward, the gold reward and distinct-n
+                texts = [p + r for p, r in zip(prompts, continuations)]
+                scores.append(self.score_texts(texts, rollout.response_ids.device))
                 logits = rollout.logits(model)
                 init_logits = rollout.logits(init_model)
                 exact.append(exact_kl(logits, init_logits).sum(1))
                 sampled.append((token_logprobs(logits, rollout.response_ids) - token_logprobs(init_logits, rollout.response_ids)).sum(1))
-                prompts, continuations = self.texts(rollout)
                 responses += continuations
-                scored_texts += [p + r for p, r in zip(prompts, continuations)]
+                scored_texts += texts
         scores = torch.cat(scores)
         gold = {"reward_gold": float(np.mean(self.gold_reward(scored_texts)))} if self.gold_reward else {}
         return {
