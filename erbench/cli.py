@@ -11,6 +11,8 @@ from erbench.errors import ErbenchError
 app = typer.Typer(help="Benchmark RL fine-tuning methods on the reward/drift trade-off (Elastic Reset, NeurIPS 2023).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
+INCLUDE_HELP = ("a folder of recipe .toml files (tasks, methods) and the modules they name; repeatable; "
+                "also $ERBENCH_PATH (colon-separated), which sweep workers inherit")
 DATA_HELP = "folder with the offline data sets (imdb/aclImdb_v1.tar.gz, ...); default $ERBENCH_DATA, else download"
 CACHE_HELP = "where prepared assets are cached; default $ERBENCH_CACHE or ~/.cache/erbench"
 
@@ -20,6 +22,16 @@ def fail(error: ErbenchError) -> None:
     raise typer.Exit(2)
 
 
+def plugins(include_path: list[Path]) -> None:
+    """Make --include-path folders part of the registry, here and in every process this one starts."""
+    from erbench.registry import add_include_paths
+
+    try:
+        add_include_paths(include_path)
+    except ErbenchError as e:
+        fail(e)
+
+
 def dirs(data_dir: Path | None, cache_dir: Path | None) -> tuple[Path | None, Path]:
     from erbench.runner import default_cache_dir, default_data_dir
 
@@ -27,26 +39,30 @@ def dirs(data_dir: Path | None, cache_dir: Path | None) -> tuple[Path | None, Pa
 
 
 @app.command("list")
-def list_command():
-    """List tasks (with their scales) and methods."""
-    from erbench.config import recipe_scales
-    from erbench.registry import METHODS, TASKS
+def list_command(include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP)):
+    """List tasks (with their scales and grids) and methods, as their recipes declare them."""
+    plugins(include_path)
+    try:
+        from erbench.config import recipe_scales
+        from erbench.registry import registry
+        from erbench.sweep import describe_grids
 
-    typer.echo("tasks:")
-    for name, spec in TASKS.items():
-        typer.echo(f"  {name:10s} {spec.description}")
-        for scale, description in recipe_scales(name).items():
-            typer.echo(f"    --scale {scale:6s} {description}")
-    from erbench.sweep import describe_grids
-
-    typer.echo("grids (erbench sweep TASK --grid NAME):")
-    for name in TASKS:
-        for grid, description in describe_grids(name).items():
-            typer.echo(f"  {name} --grid {grid:12s} {description}")
-    typer.echo("methods:")
-    for name, spec in METHODS.items():
-        only = f" (task {', '.join(spec.tasks)} only)" if spec.tasks else ""
-        typer.echo(f"  {name:14s} {spec.description}{only}")
+        reg = registry()
+        typer.echo("tasks:")
+        for name, spec in reg.tasks.items():
+            typer.echo(f"  {name:10s} {spec.description}")
+            for scale, description in recipe_scales(name).items():
+                typer.echo(f"    --scale {scale:6s} {description}")
+        typer.echo("grids (erbench sweep TASK --grid NAME):")
+        for name in reg.tasks:
+            for grid, description in describe_grids(name).items():
+                typer.echo(f"  {name} --grid {grid:12s} {description}")
+        typer.echo("methods:")
+        for name, spec in reg.methods.items():
+            needs = f" (needs a task with: {', '.join(spec.requires)})" if spec.requires else ""
+            typer.echo(f"  {name:14s} {spec.description}{needs}")
+    except ErbenchError as e:
+        fail(e)
 
 
 @app.command()
@@ -57,8 +73,10 @@ def prepare(
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
     force: bool = typer.Option(False, help="rebuild even when cached assets exist"),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
     """Build a task's models and reward once (cached; `run` calls this itself)."""
+    plugins(include_path)
     try:
         from erbench.runner import prepare as prepare_task
 
@@ -73,7 +91,7 @@ def prepare(
 @app.command()
 def run(
     task: str = typer.Argument(..., help="task name (see `erbench list`)"),
-    method: str = typer.Option(..., "--method", "-m", help="ppo | ppo-nokl | reset | reset-ema | ema-ref | elastic | nlpo"),
+    method: str = typer.Option(..., "--method", "-m", help="a method (see `erbench list`), e.g. ppo, elastic, ref-reset"),
     scale: str = typer.Option("tiny", help="tiny | small | paper"),
     seed: int = typer.Option(0, help="random seed"),
     set_: list[str] = typer.Option([], "--set", help="override any recipe field: section.key=value (sections: task, train, method)"),
@@ -86,12 +104,14 @@ def run(
     allow_code_execution: bool = typer.Option(False, "--allow-code-execution", help="run generated code (HumanEval) in a sandboxed process"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
     """Train one policy with one method and write its run record."""
+    plugins(include_path)
     if allow_code_execution:
         os.environ["ERBENCH_ALLOW_CODE_EXECUTION"] = "1"  # read where the code would run; sweeps' runs inherit it
     try:
-        from erbench.registry import TASKS
+        from erbench.registry import registry
         from erbench.runner import resolve_run, run as run_task
 
         if checkpoint_every < 0:
@@ -113,9 +133,33 @@ def run(
         fail(e)
     for split in ("val", "test"):
         metrics = record["final"][split]
-        typer.echo(f"{split:4s} " + "  ".join(f"{k} {metrics[k]:.4f}" for k in ("reward", *TASKS[task].drift_metrics) if k in metrics))
+        typer.echo(f"{split:4s} " + "  ".join(f"{k} {metrics[k]:.4f}" for k in ("reward", *registry().task(task).drift_metrics) if k in metrics))
     typer.echo(f"resets after iterations: {record['resets'] or 'none'}")
     typer.echo(f"record: {path}")
+
+
+@app.command("config")
+def config_command(
+    task: str = typer.Argument(..., help="task name (see `erbench list`)"),
+    method: str = typer.Option(..., "--method", "-m", help="a method (see `erbench list`)"),
+    scale: str = typer.Option("tiny", help="tiny | small | paper"),
+    set_: list[str] = typer.Option([], "--set", help="override a setting, as with `erbench run`"),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
+):
+    """Print the resolved configuration of a run, each value with the layer it came from."""
+    plugins(include_path)
+    try:
+        import dataclasses
+
+        from erbench.config import resolve, resolve_layers
+
+        cfg = resolve(task, scale, method, 0, set_)  # validates every value
+        _, origins, _ = resolve_layers(task, scale, method, set_)
+    except ErbenchError as e:
+        fail(e)
+    for section, values in (("task", cfg.task_config), ("train", cfg.train), ("method", cfg.method_config)):
+        for key, value in dataclasses.asdict(values).items():
+            typer.echo(f"{section + '.' + key:30s} = {value!r:28s} # {origins[section].get(key, 'default')}")
 
 
 @app.command()
@@ -124,8 +168,10 @@ def interpolate(
     alphas: str = typer.Option("0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", help="comma-separated weights a in [0, 1]"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
     """Evaluate (1 - a) * theta0 + a * theta for a run's final policy (and EMA); store the curve in its record."""
+    plugins(include_path)
     try:
         from erbench.methods.interpolation import interpolate as run_interpolation
 
@@ -158,8 +204,10 @@ def sweep(
     out: Path = typer.Option(None, help="folder for the records (default results/sweeps/TASK-GRID-SCALE)"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
     """Run a grid (methods x settings x seeds); runs with a complete record are skipped, so re-running resumes."""
+    plugins(include_path)
     try:
         from erbench.sweep import sweep as run_sweep
 
@@ -208,8 +256,10 @@ def plot(
     checkpoint: str = typer.Option("final", help="final | best (best-by-reward evaluation, as SIL reports)"),
     results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
     out: Path = typer.Option(None, help="output file (.png, .svg or .pdf); default results/<kind>-<task>.png"),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
     """Draw Pareto fronts (--pareto) and training curves (--curves) from stored run records."""
+    plugins(include_path)
     try:
         from erbench.report import plots
         from erbench.report.tables import drift_metrics
@@ -259,9 +309,11 @@ def report(
     verify: bool = typer.Option(False, "--verify", help="exit 1 when --report-file or the README's Findings differ from what the records give"),
     report_file: Path = typer.Option(Path("results/report.md"), help="the committed report (--write, --verify)"),
     readme: Path = typer.Option(Path("README.md"), help="the README holding the Findings table (--write, --verify)"),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
     """Print mean ± s.e. over seeds per task, scale and method, reward at drift levels and budgets, front hypervolume,
     and with --claims each claim's verdict."""
+    plugins(include_path)
     try:
         import pandas as pd
 
@@ -319,8 +371,10 @@ def check(
                                               "the references and tolerance.toml"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
+    include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
     """Re-run the reference grid and fail (exit 1) when a metric moves beyond its tolerance."""
+    plugins(include_path)
     import tempfile
 
     try:

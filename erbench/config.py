@@ -1,21 +1,22 @@
-"""Run configuration: frozen dataclasses filled from a task's TOML recipe, the method's overrides and `--set`.
+"""Run configuration: frozen dataclasses filled from a task's TOML recipe, the method's preset and `--set`.
 
 Resolution order (later wins): dataclass defaults < recipe `[scales.S.*]` < method preset
-(registry) < recipe `[methods.M.*]` < recipe `[scales.S.methods.M.*]` < `--set section.key=value`.
+(`[method.M.preset]`) < recipe `[methods.M.*]` < recipe `[scales.S.methods.M.*]` < `--set section.key=value`.
+The task's and the method's config classes are the ones their recipes declare. A scale's `[scales.S.method]`
+serves every method: a method takes the keys its config has (another method's knobs are not its business).
 Every value is type-checked and range-checked here, before any work starts.
 """
 
 import dataclasses
+import math
 import re
 import tomllib
 import types
 import typing
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal
 
 from erbench.errors import ErbenchError
-from erbench.registry import resolve_method, resolve_task
 
 SECTIONS = ("task", "train", "method")
 
@@ -70,39 +71,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class MethodConfig:
-    """Knobs of the Elastic Reset family; the six named methods are presets of these (registry.METHODS)."""
-
-    ema_decay: float = 0.995  # eta: ema <- eta*ema + (1-eta)*theta; 1.0 keeps the EMA at theta0
-    reset_every: int | None = None  # reset period in iterations; None = never reset
-    first_reset_after: int | None = None  # iterations completed at the first reset; None = reset_every
-    reset_ema: bool = True  # after online <- EMA, also EMA <- theta0 (Elastic Reset); False = reset-to-EMA
-    kl_reference: Literal["init", "ema"] = "init"  # the model the KL penalty pulls towards
-    ema_update: Literal["opt_step", "ppo_epoch", "iteration"] = "iteration"  # when the EMA is updated
-    reset_critic: bool = False  # also reset the critic to its initial weights at each reset
-    reset_optimizer: bool = False  # also clear AdamW state of the policy parameters (never the critic's)
-    mask_top_p: float = 0.9  # NLPO: act only within the masking policy's top-p tokens (RL4LMs top_mask)
-    mask_min_tokens: int = 100  # NLPO: the mask keeps at least this many tokens (RL4LMs min_tokens_to_keep)
-    mask_update_every: int = 5  # NLPO: refresh the masking policy every k iterations (target_update_iterations)
-
-    def __post_init__(self):
-        require(0 <= self.ema_decay <= 1, "method.ema_decay", self.ema_decay, "in [0, 1]")
-        if self.reset_every is not None:
-            require(self.reset_every >= 1, "method.reset_every", self.reset_every, "an integer >= 1, or none to never reset")
-        require(0 < self.mask_top_p <= 1, "method.mask_top_p", self.mask_top_p, "in (0, 1]")
-        require(self.mask_min_tokens >= 1, "method.mask_min_tokens", self.mask_min_tokens, "an integer >= 1")
-        require(self.mask_update_every >= 1, "method.mask_update_every", self.mask_update_every, "an integer >= 1")
-        if self.first_reset_after is not None:
-            require(self.first_reset_after >= 1, "method.first_reset_after", self.first_reset_after, ">= 1, or none")
-
-    @property
-    def uses_ema(self) -> bool:
-        """An EMA is kept when the policy resets to it or the KL pulls towards it."""
-        resets_to_ema = self.reset_every is not None
-        return resets_to_ema or self.kl_reference == "ema"
-
-
-@dataclass(frozen=True)
 class RunConfig:
     task: str
     scale: str
@@ -110,7 +78,7 @@ class RunConfig:
     seed: int
     task_config: Any  # the task's own frozen dataclass
     train: TrainConfig
-    method_config: MethodConfig
+    method_config: Any  # the method's own frozen dataclass
 
     def to_dict(self) -> dict:
         return {
@@ -121,15 +89,11 @@ class RunConfig:
         }
 
 
-def load_recipe(task: str) -> dict:
-    resolve_task(task)
-    text = resources.files("erbench.tasks").joinpath(f"{task}.toml").read_text()
-    return tomllib.loads(text)
-
-
 def recipe_scales(task: str) -> dict[str, str]:
     """{scale: description} as declared by the task's recipe."""
-    return {name: body.get("description", "") for name, body in load_recipe(task)["scales"].items()}
+    from erbench.registry import registry
+
+    return {name: body.get("description", "") for name, body in registry().task(task).recipe["scales"].items()}
 
 
 def coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -147,6 +111,8 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
         return value
     if value is None:
         raise ErbenchError(f"{key} cannot be none", f"give {key} a {annotation.__name__} value")
+    if isinstance(value, bool) and annotation in (int, float):
+        raise ErbenchError(f"invalid value {key}={value!r}", f"{key} takes a {annotation.__name__}, not true/false")
     try:
         if annotation is bool:
             if isinstance(value, str):
@@ -158,9 +124,12 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return int(value)
-        return annotation(value)
+        converted = annotation(value)
     except (TypeError, ValueError):
         raise ErbenchError(f"invalid value {key}={value!r}", f"{key} takes a {annotation.__name__}") from None
+    if isinstance(converted, float) and not math.isfinite(converted):
+        raise ErbenchError(f"impossible value {key}={value!r}", f"{key} must be a finite number")
+    return converted
 
 
 def build(cls, values: dict[str, Any], section: str):
@@ -196,27 +165,50 @@ def parse_sets(sets: list[str], classes: dict[str, type]) -> dict[str, dict[str,
     return layer
 
 
-def resolve(task: str, scale: str, method: str, seed: int, sets: list[str], task_config_cls: type) -> RunConfig:
-    recipe = load_recipe(task)
-    method_spec = resolve_method(method, task)
-    scales = recipe["scales"]
+def resolve_layers(task: str, scale: str, method: str, sets: list[str]):
+    """The merged settings {section: {key: value}}, where each came from {section: {key: layer}}, and the config
+    classes {section: class}, for `resolve` and `erbench config`."""
+    from erbench.registry import load_method_config, load_task_class, registry
+
+    reg = registry()
+    task_spec, method_spec = reg.task(task), reg.method(method, task)
+    scales = task_spec.recipe["scales"]
     if scale not in scales:
         raise ErbenchError(f"unknown scale '{scale}' for task {task}", f"choose one of: {', '.join(scales)}")
-    classes = {"task": task_config_cls, "train": TrainConfig, "method": MethodConfig}
+    classes = {"task": load_task_class(task).config_class, "train": TrainConfig, "method": load_method_config(method)}
+    shared_method = dict(scales[scale].get("method", {}))
+    if shared_method:  # a key no method of the task has is a typo; one only another method has is not this one's
+        own = {f.name for f in dataclasses.fields(classes["method"])}
+        known = own | {f.name for m in reg.methods_for(task) for f in dataclasses.fields(load_method_config(m))}
+        for key in shared_method:
+            if key not in known:
+                raise ErbenchError(f"unknown setting 'method.{key}' in [scales.{scale}.method] of {task_spec.source}",
+                                   f"valid method keys: {', '.join(sorted(known))}")
+        shared_method = {k: v for k, v in shared_method.items() if k in own}
     layers = [
-        scales[scale],
-        method_spec.overrides,
-        recipe.get("methods", {}).get(method, {}),
-        scales[scale].get("methods", {}).get(method, {}),
-        parse_sets(sets, classes),
+        (f"scale {scale} ({task_spec.source})", {**scales[scale], "method": shared_method}),
+        (f"method preset {method} ({method_spec.source})", method_spec.preset),
+        (f"[methods.{method}] ({task_spec.source})", task_spec.recipe["methods"].get(method, {})),
+        (f"[scales.{scale}.methods.{method}] ({task_spec.source})", scales[scale].get("methods", {}).get(method, {})),
+        ("--set", parse_sets(sets, classes)),
     ]
     merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
-    for layer in layers:
+    origins: dict[str, dict[str, str]] = {s: {} for s in SECTIONS}
+    for label, layer in layers:
         for section in SECTIONS:
-            merged[section].update(layer.get(section, {}))
+            for key, value in layer.get(section, {}).items():
+                if key not in {f.name for f in dataclasses.fields(classes[section])}:
+                    raise ErbenchError(f"unknown setting '{section}.{key}' from {label}",
+                                       f"valid {section} keys: {', '.join(sorted(f.name for f in dataclasses.fields(classes[section])))}")
+                merged[section][key], origins[section][key] = value, label
+    return merged, origins, classes
+
+
+def resolve(task: str, scale: str, method: str, seed: int, sets: list[str]) -> RunConfig:
+    merged, _, classes = resolve_layers(task, scale, method, sets)
     return RunConfig(
         task=task, scale=scale, method=method, seed=seed,
-        task_config=build(task_config_cls, merged["task"], "task"),
+        task_config=build(classes["task"], merged["task"], "task"),
         train=build(TrainConfig, merged["train"], "train"),
-        method_config=build(MethodConfig, merged["method"], "method"),
+        method_config=build(classes["method"], merged["method"], "method"),
     )

@@ -12,7 +12,7 @@ import torch
 from erbench import checkpoint
 from erbench.config import RunConfig, resolve
 from erbench.errors import ErbenchError
-from erbench.methods.elastic_reset import frozen_copy
+from erbench.methods.base import frozen_copy
 from erbench.progress import progress_bar
 from erbench.registry import load_method_hook, load_task_class
 from erbench.results import RECORD_SCHEMA, atomic_write_json, environment
@@ -44,7 +44,7 @@ def make_task(cfg: RunConfig, data_dir: Path | None, cache_dir: Path):
 
 
 def resolve_run(task: str, method: str, scale: str, seed: int, sets: list[str]) -> RunConfig:
-    return resolve(task, scale, method, seed, sets, load_task_class(task).config_class)
+    return resolve(task, scale, method, seed, sets)
 
 
 def build_trainer(cfg: RunConfig, task) -> PPOTrainer:

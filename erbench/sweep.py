@@ -46,7 +46,7 @@ class Outcome:
 
 def load_grid(task: str, name: str) -> dict:
     """The grid `name` of the task's recipe, or the grid in the TOML file `name` (a [grids.X] table or a bare grid)."""
-    from erbench.config import load_recipe
+    from erbench.registry import registry
 
     if name.endswith(".toml"):
         try:
@@ -58,17 +58,18 @@ def load_grid(task: str, name: str) -> dict:
         if grid is None:
             raise ErbenchError(f"{name} declares no single grid", "write methods = [...] (and settings = [...]) at its top level")
         return grid
-    grids = load_recipe(task).get("grids", {})
+    spec = registry().task(task)
+    grids = spec.recipe["grids"]
     if name not in grids:
         raise ErbenchError(f"unknown grid '{name}' for task {task}", f"choose one of: {', '.join(grids) or 'none declared'} "
-                           f"(grids are declared in tasks/{task}.toml), or give a grid .toml file")
+                           f"(grids are declared in {spec.source}), or give a grid .toml file")
     return grids[name]
 
 
 def describe_grids(task: str) -> dict[str, str]:
-    from erbench.config import load_recipe
+    from erbench.registry import registry
 
-    return {name: grid.get("description", "") for name, grid in load_recipe(task).get("grids", {}).items()}
+    return {name: grid.get("description", "") for name, grid in registry().task(task).recipe["grids"].items()}
 
 
 def setting_sets(setting: dict) -> list[str]:

@@ -2,13 +2,13 @@
 
 import pytest
 
-from erbench.config import MethodConfig, resolve
+from erbench.config import resolve
 from erbench.errors import ErbenchError
-from erbench.tasks.imdb import ImdbConfig
+from erbench.methods.elastic_reset import ElasticResetConfig
 
 
 def cfg(method, scale="tiny", *sets):
-    return resolve("imdb", scale, method, 0, list(sets), ImdbConfig)
+    return resolve("imdb", scale, method, 0, list(sets))
 
 
 def test_paper_scale_carries_the_papers_imdb_values():
@@ -16,8 +16,8 @@ def test_paper_scale_carries_the_papers_imdb_values():
     assert (c.train.lr, c.train.ppo_epochs, c.train.num_minibatches, c.train.iterations) == (1e-6, 5, 20, 50)
     assert (c.train.gamma, c.train.gae_lambda, c.train.clip_range, c.train.vf_coef, c.train.max_grad_norm) == (0.99, 0.95, 0.2, 0.5, 0.5)
     assert (c.train.kl_coef, c.train.kl_target, c.train.kl_controller) == (0.001, 1.0, "adaptive")
-    assert c.method_config == MethodConfig(ema_decay=0.995, reset_every=17, first_reset_after=1, reset_ema=True,
-                                           kl_reference="ema", ema_update="iteration")
+    assert c.method_config == ElasticResetConfig(ema_decay=0.995, reset_every=17, first_reset_after=1, reset_ema=True,
+                                                 kl_reference="ema", ema_update="iteration")
     assert c.task_config.policy == "lvwerra/gpt2-imdb" and c.task_config.reward == "lvwerra/distilbert-imdb"
     assert cfg("ppo", "paper").train.kl_coef == 0.1  # the recipe's [scales.paper.methods.ppo.train]
 

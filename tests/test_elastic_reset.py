@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from erbench.config import MethodConfig
-from erbench.methods.elastic_reset import ElasticReset, frozen_copy
-from erbench.registry import METHODS
+from erbench.methods.base import frozen_copy
+from erbench.methods.elastic_reset import ElasticReset, ElasticResetConfig
+from erbench.registry import registry
 
 
 def setup(**knobs):
@@ -15,8 +15,13 @@ def setup(**knobs):
     init_model = frozen_copy(policy)
     critic = nn.Linear(4, 1)
     optimizer = torch.optim.AdamW(list(policy.parameters()) + list(critic.parameters()), lr=0.1)
-    hook = ElasticReset(MethodConfig(**knobs), policy, init_model, critic, optimizer)
+    hook = ElasticReset(ElasticResetConfig(**knobs), policy, init_model, critic, optimizer)
     return policy, init_model, critic, optimizer, hook
+
+
+def preset(method):
+    """The method's preset as its config takes it ("none" in TOML is None)."""
+    return {k: None if v == "none" else v for k, v in registry().method(method).preset["method"].items()}
 
 
 def params(module):
@@ -125,8 +130,8 @@ def test_reset_schedule(first, expected):
 
 
 def test_kl_reference_and_memory_per_method():
-    *_, ppo = setup(**METHODS["ppo"].overrides["method"])
+    *_, ppo = setup(**preset("ppo"))
     assert ppo.ema_model is None and ppo.reference_model is ppo.init_model
-    *_, ema_ref = setup(**METHODS["ema-ref"].overrides["method"])
+    *_, ema_ref = setup(**preset("ema-ref"))
     assert ema_ref.reference_model is ema_ref.ema_model and ema_ref.ema_model is not ema_ref.init_model
     assert not any(ema_ref.is_reset_due(done) for done in range(1, 101))

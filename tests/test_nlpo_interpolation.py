@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DATA_DIR, FAST, erbench, sets
-from erbench.config import MethodConfig
-from erbench.methods.elastic_reset import frozen_copy
-from erbench.methods.nlpo import Nlpo, top_p_mask
+from erbench.methods.base import frozen_copy
+from erbench.methods.nlpo import Nlpo, NlpoConfig, top_p_mask
 from erbench.rl.policy import Critic, Rollout, response_logits, sample_responses, token_logprobs
 
 NO_RESETS = [*FAST, "method.reset_every=none"]
@@ -26,7 +25,7 @@ def test_top_p_mask_keeps_the_smallest_set_reaching_p():
 def nlpo_hook(tiny_lm, **knobs):
     critic = Critic(tiny_lm)
     optimizer = torch.optim.AdamW(list(tiny_lm.parameters()) + list(critic.parameters()), lr=1e-3)
-    return Nlpo(MethodConfig(kl_reference="init", **knobs), tiny_lm, frozen_copy(tiny_lm), critic, optimizer)
+    return Nlpo(NlpoConfig(kl_reference="init", **knobs), tiny_lm, frozen_copy(tiny_lm), critic, optimizer)
 
 
 def test_masked_tokens_are_never_sampled_and_get_zero_probability(tiny_lm):

@@ -33,11 +33,12 @@ def group_size(batch: int) -> int:
 def check_supported(cfg: RunConfig, algo: str) -> None:
     if algo not in ALGOS:
         raise ErbenchError(f"unknown algorithm '{algo}'", "use --algo ppo (erbench's PPO), rloo or grpo (TRL)")
-    from erbench.registry import resolve_method
+    from erbench.registry import registry
 
-    if cfg.task != "imdb":  # TRL's trainers generate with a causal LM and its tokenizer; the translation agents are seq2seq
-        raise ErbenchError(f"--algo {algo} runs causal-LM tasks only (imdb), not {cfg.task}", "run it with --algo ppo")
-    if resolve_method(cfg.method).hook != "erbench.methods.elastic_reset:ElasticReset":
+    # TRL's trainers generate with a causal LM and its tokenizer from (ids, mask) prompts, and score texts
+    if "causal-lm" not in registry().task(cfg.task).capabilities:
+        raise ErbenchError(f"--algo {algo} runs tasks with the causal-lm capability only, not {cfg.task}", "run it with --algo ppo")
+    if registry().method(cfg.method).hook != "erbench.methods.elastic_reset:ElasticReset":
         raise ErbenchError(f"method {cfg.method} needs erbench's PPO", "run it with --algo ppo")
     if cfg.method_config.reset_critic:
         raise ErbenchError("method.reset_critic: RLOO and GRPO have no critic", "drop it, or use --algo ppo")
@@ -108,7 +109,7 @@ def run_trl(cfg: RunConfig, algo: str, out_dir: Path, data_dir: Path | None, cac
         from transformers import TrainerCallback
     except ImportError:
         raise ErbenchError(f"--algo {algo} needs TRL", "pip install erbench[trl]") from None
-    from erbench.methods.elastic_reset import frozen_copy
+    from erbench.methods.base import frozen_copy
     from erbench.progress import progress_bar
     from erbench.runner import make_task
 

@@ -10,34 +10,48 @@ theta0 (the frozen initial model) is also the KL reference when `kl_reference = 
 family costs at most one extra copy of the policy (the EMA), updated with one fused lerp.
 """
 
-import copy
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from erbench.config import MethodConfig
+from erbench.config import require
+from erbench.methods.base import Method, frozen_copy
 
 
-def frozen_copy(model: nn.Module) -> nn.Module:
-    """A frozen copy of the model's trainable parameters; frozen ones (a LoRA policy's base) are shared, not copied."""
-    shared = {id(p): p for p in model.parameters() if not p.requires_grad}
-    clone = copy.deepcopy(model, memo=shared).eval()
-    clone.requires_grad_(False)
-    return clone
+@dataclass(frozen=True)
+class ElasticResetConfig:
+    """Knobs of the Elastic Reset family; the paper's methods are presets of these (tasks/methods.toml)."""
+
+    ema_decay: float = 0.995  # eta: ema <- eta*ema + (1-eta)*theta; 1.0 keeps the EMA at theta0
+    reset_every: int | None = None  # reset period in iterations; None = never reset
+    first_reset_after: int | None = None  # iterations completed at the first reset; None = reset_every
+    reset_ema: bool = True  # after online <- EMA, also EMA <- theta0 (Elastic Reset); False = reset-to-EMA
+    kl_reference: Literal["init", "ema"] = "init"  # the model the KL penalty pulls towards
+    ema_update: Literal["opt_step", "ppo_epoch", "iteration"] = "iteration"  # when the EMA is updated
+    reset_critic: bool = False  # also reset the critic to its initial weights at each reset
+    reset_optimizer: bool = False  # also clear AdamW state of the policy parameters (never the critic's)
+
+    def __post_init__(self):
+        require(0 <= self.ema_decay <= 1, "method.ema_decay", self.ema_decay, "in [0, 1]")
+        if self.reset_every is not None:
+            require(self.reset_every >= 1, "method.reset_every", self.reset_every, "an integer >= 1, or none to never reset")
+        if self.first_reset_after is not None:
+            require(self.first_reset_after >= 1, "method.first_reset_after", self.first_reset_after, ">= 1, or none")
+
+    @property
+    def uses_ema(self) -> bool:
+        """An EMA is kept when the policy resets to it or the KL pulls towards it."""
+        resets_to_ema = self.reset_every is not None
+        return resets_to_ema or self.kl_reference == "ema"
 
 
-class ElasticReset:
-    def __init__(self, cfg: MethodConfig, policy: nn.Module, init_model: nn.Module, critic: nn.Module,
+class ElasticReset(Method):
+    def __init__(self, cfg: ElasticResetConfig, policy: nn.Module, init_model: nn.Module, critic: nn.Module,
                  optimizer: torch.optim.Optimizer):
-        self.cfg = cfg
-        self.optimizer = optimizer
-        self.critic = critic
-        self.online_model = policy
-        self.online = [p for p in policy.parameters() if p.requires_grad]
+        super().__init__(cfg, policy, init_model, critic, optimizer)
         tracked = {id(p) for p in self.online}
-        self.init_model = init_model
-        self.init = [q for p, q in zip(policy.parameters(), init_model.parameters()) if id(p) in tracked]
-        self.ema_model: nn.Module | None = None
         if cfg.uses_ema:
             # With decay 1.0 the EMA never moves from theta0, so it can share theta0's memory. Otherwise it copies
             # the policy, which equals theta0 here, so that only its trainable parameters are new memory.
@@ -45,15 +59,6 @@ class ElasticReset:
             self.ema = [q for p, q in zip(policy.parameters(), self.ema_model.parameters()) if id(p) in tracked]
         self.reference_model = self.ema_model if cfg.kl_reference == "ema" else init_model
         self.critic_init = [p.detach().clone() for p in critic.parameters()] if cfg.reset_critic else None
-        self.reset_iterations: list[int] = []
-
-    def sampling_processor(self, prompts):
-        """A logits processor restricting rollout sampling (NLPO); None: sample the policy as it is."""
-        return None
-
-    def action_mask(self, rollout) -> torch.Tensor | None:
-        """[B, T, V] tokens the PPO ratio may assign probability to (NLPO); None: all of them."""
-        return None
 
     @torch.no_grad()
     def after_update(self, unit: str) -> None:
@@ -88,9 +93,9 @@ class ElasticReset:
     def state_dict(self) -> dict:
         """The hook's own training state (the online policy and critic are the trainer's)."""
         separate_ema = self.ema_model is not None and self.ema_model is not self.init_model
-        return {"ema": self.ema_model.state_dict() if separate_ema else None, "reset_iterations": list(self.reset_iterations)}
+        return {**super().state_dict(), "ema": self.ema_model.state_dict() if separate_ema else None}
 
     def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
         if state["ema"] is not None:
             self.ema_model.load_state_dict(state["ema"])
-        self.reset_iterations = list(state["reset_iterations"])

@@ -1,15 +1,16 @@
 """Weight interpolation (WiSE-FT / rewarded soups): evaluate theta(a) = (1 - a) * theta0 + a * theta for a
 finished run's final policy (and its EMA) and store the points in the run record."""
 
+import dataclasses
 from pathlib import Path
 
 import torch
 
-from erbench.config import MethodConfig, RunConfig, TrainConfig, build
+from erbench.config import RunConfig, TrainConfig, build
 from erbench.errors import ErbenchError
-from erbench.methods.elastic_reset import frozen_copy
+from erbench.methods.base import frozen_copy
 from erbench.progress import progress_bar
-from erbench.registry import load_task_class
+from erbench.registry import load_method_config, load_task_class
 from erbench.results import atomic_write_json, read_record
 
 
@@ -22,10 +23,13 @@ def read_run(path: Path) -> dict:
 
 def config_of(record: dict) -> RunConfig:
     """The run's resolved configuration, re-validated (fields added since the run take their defaults)."""
-    task_class = load_task_class(record["task"])
+    task_class, method_class = load_task_class(record["task"]), load_method_config(record["method"])
+    # Records from before each method owned its config carry every method's knobs: keep the method's own.
+    own = {f.name for f in dataclasses.fields(method_class)}
+    method_values = {k: v for k, v in record["method_config"].items() if k in own}
     return RunConfig(record["task"], record["scale"], record["method"], record["seed"],
                      build(task_class.config_class, record["task_config"], "task"),
-                     build(TrainConfig, record["train"], "train"), build(MethodConfig, record["method_config"], "method"))
+                     build(TrainConfig, record["train"], "train"), build(method_class, method_values, "method"))
 
 
 @torch.no_grad()

@@ -7,11 +7,14 @@ probability zero. Everything else (KL reference, optional EMA/resets) is inherit
 """
 
 import inspect
+from dataclasses import dataclass
 
 import torch
 from transformers import LogitsProcessor
 
-from erbench.methods.elastic_reset import ElasticReset, frozen_copy
+from erbench.config import require
+from erbench.methods.base import frozen_copy
+from erbench.methods.elastic_reset import ElasticReset, ElasticResetConfig
 from erbench.rl.policy import Rollout
 
 
@@ -45,6 +48,19 @@ class MaskedSampling(LogitsProcessor):
                               use_cache=True, **{self.cache_argument: self.cache})
         self.cache = out["cache"] if "cache" in out else out["past_key_values"]
         return scores.masked_fill(~top_p_mask(out.logits[:, -1], self.top_p, self.min_tokens), float("-inf"))
+
+
+@dataclass(frozen=True)
+class NlpoConfig(ElasticResetConfig):
+    mask_top_p: float = 0.9  # act only within the masking policy's top-p tokens (RL4LMs top_mask)
+    mask_min_tokens: int = 100  # the mask keeps at least this many tokens (RL4LMs min_tokens_to_keep)
+    mask_update_every: int = 5  # refresh the masking policy every k iterations (target_update_iterations)
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(0 < self.mask_top_p <= 1, "method.mask_top_p", self.mask_top_p, "in (0, 1]")
+        require(self.mask_min_tokens >= 1, "method.mask_min_tokens", self.mask_min_tokens, "an integer >= 1")
+        require(self.mask_update_every >= 1, "method.mask_update_every", self.mask_update_every, "an integer >= 1")
 
 
 class Nlpo(ElasticReset):

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import bootstrap
 
-from erbench.config import MethodConfig, TrainConfig
+from erbench.config import TrainConfig
 from erbench.errors import ErbenchError
-from erbench.registry import METHODS, TASKS, methods_for
+from erbench.registry import load_method_config, registry
 from erbench.report.records import flat_config, setting_label, varying_settings
 from erbench.report.tables import drift_metrics, reward_at_level, within
 
@@ -28,7 +28,7 @@ FIELDS = ("id", "text", "source", "task", "kind", "method", "baselines", "drift"
 # Fixed so that the verdicts (and the README findings CI compares) are the same on every run.
 RESAMPLES, RNG_SEED, CONFIDENCE = 10_000, 0, 0.95
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH = "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "NOT ENOUGH DATA"
-CHECKED_SECTIONS = {"train": TrainConfig, "method": MethodConfig}  # task fields are checked against the records
+# Settings a claim may select on: the trainer's and the method's fields (task fields are checked against the records).
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,14 @@ def parse_side(claim_id, value) -> Side:
     entry = {"method": value} if isinstance(value, str) else value
     if not isinstance(entry, dict) or not isinstance(entry.get("method"), str) or set(entry) - {"method", "where"}:
         raise problem(claim_id, f"bad method or baseline {value!r}", 'write "NAME" or { method = "NAME", where = { "section.key" = value } }')
-    if entry["method"] not in METHODS:
-        raise problem(claim_id, f"unknown method {entry['method']!r}", f"use one of: {', '.join(METHODS)}")
+    methods = registry().methods
+    if entry["method"] not in methods:
+        raise problem(claim_id, f"unknown method {entry['method']!r}", f"use one of: {', '.join(methods)}")
+    checked = {"train": TrainConfig, "method": load_method_config(entry["method"])} if entry.get("where") else {}
     for key in entry.get("where", {}):
         section, _, name = key.partition(".")
-        if section not in ("task", *CHECKED_SECTIONS) or (
-                section in CHECKED_SECTIONS and name not in {f.name for f in dataclasses.fields(CHECKED_SECTIONS[section])}):
+        if section not in ("task", "train", "method") or (
+                section in checked and name not in {f.name for f in dataclasses.fields(checked[section])}):
             raise problem(claim_id, f"unknown setting {key!r} in where", "name a field as section.key (task., train. or method.), as in a run record")
     return Side(entry["method"], tuple(sorted(entry.get("where", {}).items())))
 
@@ -100,8 +102,9 @@ def parse_claim(raw: dict) -> Claim:
         raise problem(claim_id, f"missing {', '.join(missing)}", f"give every [[claim]] the fields {', '.join(FIELDS)}")
     if raw["kind"] not in KINDS:
         raise problem(claim_id, f"unknown kind {raw['kind']!r}", f"use one of: {', '.join(KINDS)}")
-    if raw["task"] not in TASKS:
-        raise problem(claim_id, f"unknown task {raw['task']!r}", f"use one of: {', '.join(TASKS)}")
+    tasks = registry().tasks
+    if raw["task"] not in tasks:
+        raise problem(claim_id, f"unknown task {raw['task']!r}", f"use one of: {', '.join(tasks)}")
     if raw["drift"] not in drift_metrics(raw["task"]):
         raise problem(claim_id, f"unknown drift metric {raw['drift']!r} for task {raw['task']}",
                       f"use one of: {', '.join(drift_metrics(raw['task']))}")
@@ -112,9 +115,9 @@ def parse_claim(raw: dict) -> Claim:
     method = parse_side(claim_id, {"method": raw["method"], "where": raw.get("where", {})})
     baselines = tuple(parse_side(claim_id, b) for b in raw["baselines"])
     for side in (method, *baselines):
-        if side.method not in methods_for(raw["task"]):
+        if side.method not in registry().methods_for(raw["task"]):
             raise problem(claim_id, f"method {side.method!r} does not apply to task {raw['task']}",
-                          f"use one of: {', '.join(methods_for(raw['task']))}")
+                          f"use one of: {', '.join(registry().methods_for(raw['task']))}")
     return Claim(claim_id, raw["text"], raw["source"], raw["task"], raw["kind"], method, baselines, raw["drift"], raw["min_seeds"])
 
 
@@ -125,7 +128,7 @@ def parse_levels(raw: dict) -> dict:
             for drift, level in drifts.items():
                 if drift not in drift_metrics(task) or not isinstance(level, (int, float)):
                     raise ErbenchError(f"claims.toml: bad level levels.{task}.{scale}.{drift} = {level!r}",
-                                       f"give a number for a drift metric of a task ({', '.join(TASKS)})")
+                                       f"give a number for a drift metric of a task ({', '.join(registry().tasks)})")
     return {task: {scale: {d: float(v) for d, v in drifts.items()} for scale, drifts in scales.items()} for task, scales in raw.items()}
 
 
@@ -156,7 +159,8 @@ def select(records: list[dict], side: Side, task: str, scale: str, claim_id: str
         return []
     configs = [flat_config(r) for r in peers]
     default = recipe_default(task, side.method, scale)
-    wanted = {**{k: default[k] for k in varying_settings(configs)}, **dict(side.where)}
+    # A varying field the method's config no longer has (the flat config before methods owned theirs) is not selected on.
+    wanted = {**{k: default[k] for k in varying_settings(configs, task) if k in default}, **dict(side.where)}
     unknown = [k for k in wanted if k not in default]
     if unknown:
         raise problem(claim_id, f"unknown setting {unknown[0]!r} for {task}", "name a field as in a run record's config")

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from erbench.registry import registry
 from erbench.results import RECORD_SCHEMA
 
-# Config fields that say nothing about the method's setting (where it ran, how much it evaluated).
-NOT_A_SETTING = {"train.device", "train.eval_every", "train.eval_ema", "task.eval_prompts", "task.test_prompts", "task.ppl_reviews",
-                 "task.eval_batch_size", "task.lm_compile"}
+# Trainer fields that say nothing about the method's setting (where it ran, how often it evaluated); each task
+# declares its own such fields in its recipe (`evaluation_fields`).
+TRAINER_NOT_A_SETTING = {"train.device", "train.eval_every", "train.eval_ema"}
 SHORT_NAMES = {"train.kl_coef": "β0", "train.kl_target": "KL target", "method.ema_decay": "η", "method.reset_every": "n",
                "train.lr": "lr", "method.kl_reference": "KL ref", "method.ema_update": "EMA per"}
 
@@ -68,10 +69,16 @@ def flat_config(record: dict) -> dict:
     return {f"{section}.{key}": value for section, values in sections.items() for key, value in values.items()}
 
 
-def varying_settings(configs: list[dict]) -> list[str]:
-    """The setting fields (flat_config keys) whose values differ among these configs. A field some of them lack
-    was added to erbench after they ran (with their behaviour as its default): not a setting."""
-    return sorted(k for k in configs[0] if k not in NOT_A_SETTING and all(k in c for c in configs)
+def not_a_setting(task: str) -> set[str]:
+    spec = registry().tasks.get(task)
+    return TRAINER_NOT_A_SETTING | {f"task.{name}" for name in (spec.evaluation_fields if spec else ())}
+
+
+def varying_settings(configs: list[dict], task: str) -> list[str]:
+    """The setting fields (flat_config keys) whose values differ among these configs of one task. A field some of
+    them lack was added to erbench after they ran (with their behaviour as its default): not a setting."""
+    skip = not_a_setting(task)
+    return sorted(k for k in configs[0] if k not in skip and all(k in c for c in configs)
                   and len({json.dumps(c[k]) for c in configs}) > 1) if configs else []
 
 
@@ -86,7 +93,7 @@ def setting_labels(records: list[dict]) -> list[str]:
     for record, config in zip(records, configs):
         peers = [c for r, c in zip(records, configs)
                  if (r["task"], r["scale"], r["method"]) == (record["task"], record["scale"], record["method"])]
-        labels.append(setting_label(config, varying_settings(peers)))
+        labels.append(setting_label(config, varying_settings(peers, record["task"])))
     return labels
 
 
