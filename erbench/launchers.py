@@ -127,8 +127,10 @@ def ray(jobs: list, parallel: int, settings: Settings, finished: Callable, addre
         raise ErbenchError(f"cannot connect to Ray{f' at {address}' if address else ''}: {type(e).__name__}: {e}",
                            "start one with `ray start --head` and pass its address, e.g. --address 127.0.0.1:6379") from None
     try:
+        # Workers of a cluster started elsewhere do not share this process's environment: hand them the plugin path.
+        plugin_path = {"env_vars": {"ERBENCH_PATH": os.environ["ERBENCH_PATH"]}} if os.environ.get("ERBENCH_PATH") else None
         remote = ray_module.remote(execute_remote).options(num_cpus=settings.cpus_per_run, num_gpus=settings.gpus_per_run,
-                                                           max_retries=0)
+                                                           max_retries=0, runtime_env=plugin_path)
         pending, waiting = {}, list(jobs)
         while waiting or pending:
             while waiting and len(pending) < parallel:

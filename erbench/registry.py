@@ -189,7 +189,7 @@ def load_registry(path_value: str) -> Registry:
             except ModuleNotFoundError:
                 raise ErbenchError(f"entry point {entry.name} ({group}) names package {package}, which is not installed",
                                    "reinstall the plugin, or uninstall it") from None
-            source = str(file)
+            source = str(file.resolve()) if isinstance(file, Path) else str(file)  # an editable plugin: its source file
             add(file, source, entry.name, package.strip())
             if (kind == "task" and entry.name not in tasks) or (kind == "method" and entry.name not in methods):
                 raise ErbenchError(f"entry point {entry.name} ({group}) reads {source}, which declares no {kind} {entry.name}",
