@@ -118,3 +118,13 @@ def test_response_lengths_follow_the_length_sampler():
     lengths = task.response_lengths(4000, torch.Generator().manual_seed(0))
     assert lengths.min() == 32 and lengths.max() == 127  # uniform over [32, 128)
     assert abs(lengths.float().mean().item() - 79.5) < 1.5
+
+
+def test_reference_reset_copies_only_the_adapters_into_the_anchor(stack_cache):
+    task, trainer = build(stack_cache, "ref-reset", "method.reset_every=1")
+    method = trainer.method
+    assert len(method.reference) == len(method.online)  # the LoRA weights; the SFT base is shared, not copied
+    trainer.iteration(0)
+    assert method.reference_resets == [1] and method.reset_iterations == []
+    assert all(torch.equal(p, q) for p, q in zip(method.reference, method.online))
+    assert any(not torch.equal(p, q) for p, q in zip(method.online, method.init))

@@ -201,3 +201,12 @@ def test_a_resumed_game_continues_exactly_listener_included(translation_cache, t
     start, data, _ = checkpoint.load(tmp_path / "resume", config)
     checkpoint.restore(second, data)
     assert start == 2 and done + [second.iteration(i) for i in range(2, 4)] == expected
+
+
+def test_reference_reset_moves_the_anchor_after_updating_the_seq2seq_policy(translation_cache):
+    task, trainer = build(translation_cache, "ref-reset", "method.reset_every=1")
+    stats = trainer.iteration(0)
+    method = trainer.method
+    assert not stats["reset"] and method.reference_resets == [1]  # the policy keeps training; the anchor moved
+    assert all(torch.equal(p, q) for p, q in zip(trainer.policy.parameters(), method.reference_model.parameters()))
+    assert not all(torch.equal(p, q) for p, q in zip(trainer.policy.parameters(), method.init_model.parameters()))
