@@ -171,3 +171,18 @@ def test_an_installed_plugin_runs_through_its_entry_points(tmp_path, cache_dir):
     except metadata.PackageNotFoundError:
         pytest.skip("the example plugin is not installed (pip install -e examples/plugin; .ci/run does)")
     plugin_run(tmp_path, cache_dir)
+
+
+def test_a_plugin_sweeps_in_worker_processes_and_reports(tmp_path, cache_dir):
+    """The sweep's runs are new processes: they find the plugin through the inherited ERBENCH_PATH."""
+    grid, out = tmp_path / "grid.toml", tmp_path / "sweep"
+    grid.write_text('methods = ["soft-reset", "ppo"]\n')
+    result = erbench("sweep", "imdb-lexicon", "--grid", str(grid), "--seeds", "1", "--jobs", "2", "--out", str(out),
+                     "--include-path", str(PLUGIN), "--data-dir", str(ROOT.parent / "shared" / "data"), *sets(*FAST),
+                     cache_dir=cache_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "done 2, skipped 0, failed 0" in result.stdout
+    report = erbench("report", "--results", str(out), "--format", "csv", "--include-path", str(PLUGIN), cache_dir=cache_dir)
+    assert report.returncode == 0, report.stderr
+    rows = [line for line in report.stdout.splitlines() if line.startswith("imdb-lexicon,")]
+    assert {row.split(",")[2] for row in rows} == {"soft-reset", "ppo"}, report.stdout

@@ -27,6 +27,15 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return clone
 
 
+def is_due(completed: int, every: int | None, first_after: int | None = None) -> bool:
+    """Whether a periodic event (a reset) fires once `completed` iterations are done (1-based): after `first_after`
+    iterations (default `every`), then every `every`; never when `every` is None."""
+    if every is None:
+        return False
+    first = every if first_after is None else first_after
+    return completed >= first and (completed - first) % every == 0
+
+
 class Method:
     def __init__(self, cfg, policy: nn.Module, init_model: nn.Module, critic: nn.Module, optimizer: torch.optim.Optimizer):
         """`cfg`: the method's config dataclass; `policy`: the online policy (trained in place); `init_model`: the

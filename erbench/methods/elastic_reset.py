@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from erbench.config import require
-from erbench.methods.base import Method, frozen_copy
+from erbench.methods.base import Method, frozen_copy, is_due
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,7 @@ class ElasticReset(Method):
 
     def is_reset_due(self, completed: int) -> bool:
         """Whether to reset once `completed` iterations are done (1-based, like the eval curve's x axis)."""
-        every = self.cfg.reset_every
-        if every is None:
-            return False
-        first = every if self.cfg.first_reset_after is None else self.cfg.first_reset_after
-        return completed >= first and (completed - first) % every == 0
+        return is_due(completed, self.cfg.reset_every, self.cfg.first_reset_after)
 
     @torch.no_grad()
     def maybe_reset(self, completed: int) -> bool:

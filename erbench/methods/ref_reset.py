@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from erbench.config import require
-from erbench.methods.base import Method, frozen_copy
+from erbench.methods.base import Method, frozen_copy, is_due
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,7 @@ class ReferenceReset(Method):
 
     @torch.no_grad()
     def maybe_reset(self, completed: int) -> bool:
-        first = self.cfg.reset_every if self.cfg.first_reset_after is None else self.cfg.first_reset_after
-        if completed >= first and (completed - first) % self.cfg.reset_every == 0:
+        if is_due(completed, self.cfg.reset_every, self.cfg.first_reset_after):
             torch._foreach_copy_(self.reference, self.online)
             self.reference_resets.append(completed)
         return False  # the online policy itself never resets

@@ -2,14 +2,14 @@
 the online policy moves a fraction `strength` of the way back to the initial model. strength = 1 is `reset`.
 
 Uses only erbench's public method API: `self.online` / `self.init` are the policy's and theta0's trainable
-parameters, `maybe_reset` runs after each iteration.
+parameters, `maybe_reset` runs after each iteration, `is_due` is erbench's reset clock.
 """
 
 from dataclasses import dataclass
 
 import torch
 
-from erbench.methods.base import Method
+from erbench.methods.base import Method, is_due
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,7 @@ class SoftResetConfig:
 class SoftReset(Method):
     @torch.no_grad()
     def maybe_reset(self, completed: int) -> bool:
-        first = self.cfg.reset_every if self.cfg.first_reset_after is None else self.cfg.first_reset_after
-        if completed < first or (completed - first) % self.cfg.reset_every:
+        if not is_due(completed, self.cfg.reset_every, self.cfg.first_reset_after):
             return False
         torch._foreach_lerp_(self.online, self.init, self.cfg.strength)
         self.reset_iterations.append(completed)
