@@ -319,6 +319,7 @@ def report(
 
         from erbench.report import findings, tables
         from erbench.report.claims import evaluate, findings_markdown, load_claims, verdict_line
+        from erbench.report.samples import drift_examples
 
         if write and verify:
             raise ErbenchError("--write and --verify together", "pass one: --write regenerates, --verify compares")
@@ -337,6 +338,10 @@ def report(
             text = pd.concat([table, pub], ignore_index=True).to_csv(index=False).rstrip()
         else:
             text = pd.concat([table, pub], ignore_index=True).to_json(orient="records", indent=1)
+        examples = drift_examples(records) if format == "md" else ""
+        if examples:
+            text += "\n\n### What drift looks like\n\nThe first val prompt of each task's evaluation; the initial policy, " \
+                    "then each method's final policy (`erbench samples RECORD ...` shows every sampled prompt).\n\n" + examples
         if claims:
             text += "\n\n### Claims\n\n" + "\n".join(verdict_line(v) for v in verdicts)
         if write or verify:
@@ -356,6 +361,35 @@ def report(
         typer.echo(text)
     except ErbenchError as e:
         fail(e)
+
+
+@app.command()
+def samples(
+    records: list[Path] = typer.Argument(..., help="run records (.json) of one task; their samples files lie beside them"),
+    iteration: int = typer.Option(None, "--iteration", help="the evaluation to show (default: each record's last)"),
+    split: str = typer.Option("val", "--split", help="val (every evaluation, beside the initial policy) | test (the final one)"),
+    n: int = typer.Option(None, "-n", help="show the first n prompts (default: every sampled prompt)"),
+    format: str = typer.Option("table", "--format", help="table (a terminal) | md"),
+):
+    """The same held-out prompts' responses side by side: the initial policy, then each record's, with reward and KL."""
+    try:
+        from erbench.report import samples as drift
+
+        if split not in ("val", "test"):
+            raise ErbenchError(f"unknown split '{split}'", "use --split val or --split test")
+        if format not in ("table", "md"):
+            raise ErbenchError(f"unknown format '{format}'", "use --format table or --format md")
+        if n is not None and n < 1:
+            raise ErbenchError(f"-n {n} shows no prompt", "give n >= 1, or leave it out for every sampled prompt")
+        blocks = drift.comparison(drift.load(records), split, iteration, n)
+    except ErbenchError as e:
+        fail(e)
+    if format == "md":
+        typer.echo(drift.markdown(blocks))
+    else:
+        from rich.console import Console
+
+        drift.print_tables(blocks, Console())
 
 
 @app.command()

@@ -48,6 +48,7 @@ class TrainConfig:
     kl_horizon: int = 0  # 0: RL4LMs' adaptive rule; H > 0: Ziegler et al.'s (TRL's), beta moves by error * batch / H
     eval_every: int = 1  # evaluate on val prompts every k iterations (and after the last)
     eval_ema: bool = False  # also evaluate the EMA model (methods that keep one) at every evaluation
+    eval_samples: int = 8  # held-out prompts per evaluation whose responses go to the record's samples file
     update_policy: bool = True  # False: roll out and let the task learn, but never update the policy (frozen sender)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
@@ -56,6 +57,7 @@ class TrainConfig:
             require(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "an integer >= 1")
         require(self.num_minibatches <= self.rollout_prompts, "train.num_minibatches", self.num_minibatches,
                 f"<= train.rollout_prompts ({self.rollout_prompts}): a minibatch holds at least one sequence")
+        require(self.eval_samples >= 0, "train.eval_samples", self.eval_samples, ">= 0 (0 = no samples)")
         require(self.lr > 0, "train.lr", self.lr, "> 0")
         require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, ">= 0")
         require(0 <= self.gamma <= 1, "train.gamma", self.gamma, "in [0, 1]")

@@ -82,3 +82,63 @@ def environment() -> dict:
         "git_commit": git_commit(), "platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "cpu_code_paths": cpu.code_paths(),
     }
+
+
+def samples_path(record_path: Path) -> Path:
+    return record_path.with_name(record_path.stem + ".samples.jsonl")
+
+
+class RunRecord:
+    """A run's record and, beside it, its samples file (JSONL: one evaluation sample per line, keyed by iteration,
+    split and model). Every write replaces the samples file, then the record, each atomically, so a record never
+    names samples that are not on disk. A tracker (erbench.trackers) sees every entry as it is added."""
+
+    def __init__(self, path: Path, data: dict, tracker=None, writes: bool = True):
+        self.path, self.data, self.tracker, self.writes = path, data, tracker, writes
+        self.samples_path = samples_path(path)
+        self.samples: list[dict] = []
+
+    def keep_samples_until(self, iteration: int) -> None:
+        """On resume: the samples of the evaluations the checkpoint has seen (those after it are redone)."""
+        lines = self.samples_path.read_text().splitlines() if self.samples_path.exists() else []
+        self.samples = [s for s in map(json.loads, lines) if s["split"] == "val" and s["iteration"] <= iteration]
+
+    def add_train(self, stats: dict) -> None:
+        self.data["train_curve"].append(stats)
+        if stats["reset"]:
+            self.data["resets"].append(stats["iteration"])
+        if self.tracker:
+            self.tracker.log_train(stats)
+
+    def add_eval(self, iteration: int, metrics: dict, ema_metrics: dict | None = None, split: str = "val") -> dict:
+        """Record one evaluation (val: a point of the curves; test: the final one); returns the metrics without samples."""
+        metrics, new_samples = self.take_samples(metrics, iteration, split, "policy")
+        if ema_metrics is not None:
+            ema_metrics, ema_samples = self.take_samples(ema_metrics, iteration, split, "ema")
+            new_samples += ema_samples
+        if split == "val":
+            point = {"iteration": iteration, "resets_so_far": len(self.data["resets"])}
+            self.data["eval_curve"].append({**point, **metrics})
+            if ema_metrics is not None:
+                self.data["ema_eval_curve"].append({**point, **ema_metrics})
+        else:
+            self.data["final"] = {"val": self.data["eval_curve"][-1], split: metrics}
+        if self.tracker:
+            self.tracker.log_eval(iteration, metrics, ema_metrics, new_samples, prefix="eval" if split == "val" else split)
+        self.write()
+        return metrics
+
+    def take_samples(self, metrics: dict, iteration: int, split: str, model: str) -> tuple[dict, list[dict]]:
+        metrics = dict(metrics)
+        samples = [{"iteration": iteration, "split": split, "model": model, "index": index, **sample}
+                   for index, sample in enumerate(metrics.pop("samples", []))]
+        self.samples += samples
+        return metrics, samples
+
+    def write(self) -> None:
+        if not self.writes:
+            return
+        if self.samples:
+            atomic_write_text(self.samples_path, "".join(json.dumps(s, allow_nan=True) + "\n" for s in self.samples))
+            self.data["samples_file"] = self.samples_path.name
+        atomic_write_json(self.path, self.data)

@@ -12,10 +12,10 @@ import torch
 from erbench import checkpoint
 from erbench.config import RunConfig, resolve
 from erbench.errors import ErbenchError
-from erbench.methods.base import frozen_copy
-from erbench.progress import progress_bar
+from erbench.methods.base import frozen_copy, method_knobs
+from erbench.progress import progress_bar, say
 from erbench.registry import load_method_hook, load_task_class
-from erbench.results import RECORD_SCHEMA, atomic_write_json, environment
+from erbench.results import RECORD_SCHEMA, RunRecord, environment
 from erbench.rl.ppo import PPOTrainer, make_optimizer
 
 
@@ -60,7 +60,7 @@ def build_trainer(cfg: RunConfig, task) -> PPOTrainer:
 
 
 def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, record_path: Path | None = None,
-        resume: bool = False, checkpoint_every: int = 0) -> tuple[Path, dict]:
+        resume: bool = False, checkpoint_every: int = 0, tracker=None) -> tuple[Path, dict]:
     """Train one policy; the record is rewritten atomically after every evaluation and at the end.
 
     `record_path` fixes the record's file (sweeps); otherwise it is named after the run and its start time.
@@ -73,6 +73,7 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, r
         path = record_path or unfinished_record(out_dir, config)
     else:
         path = record_path or out_dir / f"{cfg.task}-{cfg.method}-{cfg.scale}-seed{cfg.seed}-{stamp}.json"
+    say(run_summary(cfg, task.device, path))
     resume_dir = cache_dir / "checkpoints" / path.stem / "resume"
     start, resumed = 0, None
     if resume:
@@ -97,6 +98,9 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, r
         }
     if checkpoint_every:
         record["resume_checkpoint"] = str(resume_dir)
+    log = RunRecord(path, record, tracker)
+    if resume:
+        log.keep_samples_until(start)
     earlier_seconds = record["timings"].get("total_seconds", 0.0)
     started, trainer = time.perf_counter(), None
     try:
@@ -106,33 +110,27 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, r
         trainer = build_trainer(cfg, task)
         if resumed is not None:
             checkpoint.restore(trainer, resumed)
-        atomic_write_json(path, record)
+        log.write()
 
         with progress_bar(f"{cfg.task} {cfg.method}", cfg.train.iterations) as advance:
             advance(start)
 
             def on_iteration(stats: dict):
-                record["train_curve"].append(stats)
-                if stats["reset"]:
-                    record["resets"].append(stats["iteration"])
+                log.add_train(stats)
                 advance(info=f"score {stats['score']:.3f} kl {stats['kl']:.3f}" + (" reset" if stats["reset"] else ""))
 
             def on_eval(iteration: int, metrics: dict, ema_metrics: dict | None):
-                point = {"iteration": iteration, "resets_so_far": len(record["resets"])}
-                record["eval_curve"].append({**point, **metrics})
-                if ema_metrics is not None:
-                    record["ema_eval_curve"].append({**point, **ema_metrics})
                 record["timings"].update({f"{k}_seconds": v for k, v in trainer.seconds.items()})
-                atomic_write_json(path, record)
+                log.add_eval(iteration, metrics, ema_metrics)
 
             def after_iteration(done: int):
                 if checkpoint_every and done % checkpoint_every == 0 and done < cfg.train.iterations:
                     record["timings"]["total_seconds"] = earlier_seconds + time.perf_counter() - started
                     checkpoint.save(resume_dir, done, trainer.state_dict(), config, record)
-                    atomic_write_json(path, record)
+                    log.write()
 
             trainer.train(on_iteration, on_eval, start, after_iteration)
-        record["final"] = {"val": record["eval_curve"][-1], "test": trainer.evaluate("test")}
+        log.add_eval(cfg.train.iterations, trainer.evaluate("test"), split="test")
         record["checkpoint"] = str(save_weights(trainer.method, cache_dir / "checkpoints" / path.stem))
         record["status"] = "completed"
         record.pop("resume_checkpoint", None)
@@ -146,8 +144,23 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, r
         if trainer is not None:
             record["timings"].update({f"{k}_seconds": v for k, v in trainer.seconds.items()})
         if path.exists():  # a run that failed before training started leaves no record
-            atomic_write_json(path, record)
+            log.write()
+        if tracker:
+            tracker.close()
     return path, record
+
+
+def run_summary(cfg: RunConfig, device: torch.device, path: Path) -> str:
+    """What is about to run: the run, where, the record, and the knobs that define the method (its own and beta)."""
+    train = cfg.train
+    beta = f"beta {train.kl_coef:g} ({train.kl_controller}" + (f", target KL {train.kl_target:g})" if train.kl_controller == "adaptive" else ")")
+    knobs = [f"{key} {value}" for key, value in method_knobs(cfg.method_config).items()] + [beta]
+    return "\n".join([
+        f"[bold]{cfg.task}[/bold] · method [bold]{cfg.method}[/bold] · scale {cfg.scale} · seed {cfg.seed} · "
+        f"{train.iterations} iterations, evaluated every {train.eval_every}",
+        f"device {device} · {torch.get_num_threads()} threads · record {path}",
+        "method: " + ", ".join(knobs),
+    ])
 
 
 def unfinished_record(out_dir: Path, config: dict) -> Path:

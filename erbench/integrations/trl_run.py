@@ -16,7 +16,7 @@ from pathlib import Path
 
 from erbench.config import RunConfig
 from erbench.errors import ErbenchError
-from erbench.results import RECORD_SCHEMA, atomic_write_json, environment
+from erbench.results import RECORD_SCHEMA, RunRecord, environment
 
 ALGOS = ("rloo", "grpo")
 
@@ -125,6 +125,8 @@ def run_trl(cfg: RunConfig, algo: str, out_dir: Path, data_dir: Path | None, cac
         "environment": {**environment(), "device": str(task.device)},
         "timings": {}, "train_curve": [], "eval_curve": [], "resets": [], "final": {},
     }
+    # under `accelerate launch` every process evaluates (no collectives), one writes
+    log = RunRecord(path, record, writes=main_process)
     started = time.perf_counter()
     try:
         record["assets"] = task.prepare()
@@ -135,14 +137,10 @@ def run_trl(cfg: RunConfig, algo: str, out_dir: Path, data_dir: Path | None, cac
             was_training = model.training
             model.eval()
             t0 = time.perf_counter()
-            metrics = task.evaluate(model, init_model, split)
+            metrics = task.evaluate(model, init_model, split, samples=train.eval_samples)
             record["timings"]["evaluate_seconds"] = record["timings"].get("evaluate_seconds", 0.0) + time.perf_counter() - t0
             model.train(was_training)
-            if split == "val":
-                record["eval_curve"].append({"iteration": step, "resets_so_far": len(record["resets"]), **metrics})
-                if main_process:  # under `accelerate launch` every process evaluates (no collectives), one writes
-                    atomic_write_json(path, record)
-            return metrics
+            return log.add_eval(step, metrics, split=split)
 
         with tempfile.TemporaryDirectory() as tmp, progress_bar(f"{cfg.task} {method}", train.iterations) as advance:
             class Record(TrainerCallback):
@@ -165,7 +163,7 @@ def run_trl(cfg: RunConfig, algo: str, out_dir: Path, data_dir: Path | None, cac
             trainer, er = build_trainer(cfg, algo, task, policy, Path(tmp), [Record()])
             evaluate(trainer.model, 0)
             trainer.train()
-            record["final"] = {"val": record["eval_curve"][-1], "test": evaluate(trainer.model, train.iterations, "test")}
+            evaluate(trainer.model, train.iterations, "test")
         record["status"] = "completed"
     except BaseException as e:
         record["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
@@ -174,5 +172,5 @@ def run_trl(cfg: RunConfig, algo: str, out_dir: Path, data_dir: Path | None, cac
     finally:
         record["timings"]["total_seconds"] = time.perf_counter() - started
         if path.exists():
-            atomic_write_json(path, record)
+            log.write()
     return path, record

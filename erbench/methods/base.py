@@ -11,9 +11,11 @@ The trainer calls, per iteration:
     maybe_reset(completed)      -> after each iteration; True when the online policy was reset (the task is told)
 and at evaluation `init_model` (KL to theta0) and `ema_model` (with --eval-ema); checkpoints use
 `state_dict` / `load_state_dict`; the final weights saved are `online_model` (and a separate `ema_model`).
+A config may define `knobs()` -> {setting: value}, the few that define the method, shown before a run (default: all).
 """
 
 import copy
+import dataclasses
 
 import torch
 from torch import nn
@@ -25,6 +27,10 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     clone = copy.deepcopy(model, memo=shared).eval()
     clone.requires_grad_(False)
     return clone
+
+
+def method_knobs(config) -> dict:
+    return config.knobs() if hasattr(config, "knobs") else dataclasses.asdict(config)
 
 
 def is_due(completed: int, every: int | None, first_after: int | None = None) -> bool:

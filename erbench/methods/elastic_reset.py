@@ -40,6 +40,16 @@ class ElasticResetConfig:
         if self.first_reset_after is not None:
             require(self.first_reset_after >= 1, "method.first_reset_after", self.first_reset_after, ">= 1, or none")
 
+    def knobs(self) -> dict:
+        """The settings that shape this member of the family (what `erbench run` shows before it trains)."""
+        knobs = {"kl_reference": self.kl_reference}
+        if self.uses_ema:
+            knobs |= {"ema_decay": self.ema_decay, "ema_update": self.ema_update}
+        if self.reset_every is not None:
+            knobs |= {"reset_every": self.reset_every, "first_reset_after": self.first_reset_after or self.reset_every,
+                      "reset_ema": self.reset_ema, "reset_critic": self.reset_critic, "reset_optimizer": self.reset_optimizer}
+        return knobs
+
     @property
     def uses_ema(self) -> bool:
         """An EMA is kept when the policy resets to it or the KL pulls towards it."""

@@ -62,6 +62,10 @@ class NlpoConfig(ElasticResetConfig):
         require(self.mask_min_tokens >= 1, "method.mask_min_tokens", self.mask_min_tokens, "an integer >= 1")
         require(self.mask_update_every >= 1, "method.mask_update_every", self.mask_update_every, "an integer >= 1")
 
+    def knobs(self) -> dict:
+        return {**super().knobs(), "mask_top_p": self.mask_top_p, "mask_min_tokens": self.mask_min_tokens,
+                "mask_update_every": self.mask_update_every}
+
 
 class Nlpo(ElasticReset):
     def __init__(self, cfg, policy, init_model, critic, optimizer):

@@ -11,7 +11,7 @@ from erbench.results import RECORD_SCHEMA
 
 # Trainer fields that say nothing about the method's setting (where it ran, how often it evaluated); each task
 # declares its own such fields in its recipe (`evaluation_fields`).
-TRAINER_NOT_A_SETTING = {"train.device", "train.eval_every", "train.eval_ema"}
+TRAINER_NOT_A_SETTING = {"train.device", "train.eval_every", "train.eval_ema", "train.eval_samples"}
 SHORT_NAMES = {"train.kl_coef": "β0", "train.kl_target": "KL target", "method.ema_decay": "η", "method.reset_every": "n",
                "train.lr": "lr", "method.kl_reference": "KL ref", "method.ema_update": "EMA per"}
 

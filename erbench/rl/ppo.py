@@ -4,7 +4,9 @@ It knows neither tasks nor methods by name. It receives
   - a task with `sample_prompts(n, generator)` -> a batch of prompts (the task's own type),
     `generate(model, prompts, logits_processor)` -> rollout,
     `score(rollout)` -> [B] task rewards, `learn(rollout)` (the task's own models, e.g. a listener, learn
-    from the rollout), `on_policy_reset()` and `evaluate(model, init_model, split)` -> metrics;
+    from the rollout), `on_policy_reset()` and `evaluate(model, init_model, split, samples=N)` -> metrics,
+    with N > 0 also "samples": the first N held-out prompts as dicts of at least prompt, response, reward and
+    kl_to_init (the same prompts and random numbers at every evaluation, so they compare across steps and methods);
   - a method hook with `reference_model`, `init_model`, `after_update(unit)`, `maybe_reset(completed)`, and
     `sampling_processor(prompts)` / `action_mask(rollout)` for methods that restrict actions (NLPO).
 
@@ -199,4 +201,5 @@ class PPOTrainer:
 
     def evaluate(self, split: str = "val", model: nn.Module | None = None) -> dict[str, float]:
         with self.timed("evaluate"):
-            return self.task.evaluate(model if model is not None else self.policy, self.method.init_model, split)
+            return self.task.evaluate(model if model is not None else self.policy, self.method.init_model, split,
+                                      samples=self.cfg.eval_samples)

@@ -373,13 +373,13 @@ class ImdbTask(Task):
         return torch.as_tensor(np.asarray(self.reward(texts)), dtype=torch.float32, device=device)
 
     @torch.no_grad()
-    def evaluate(self, model, init_model, split: str) -> dict[str, float]:
+    def evaluate(self, model, init_model, split: str, samples: int = 0) -> dict:
         """Reward (and gold reward), exact and sampled KL to the initial model, distinct-n on held-out prompts;
-        perplexity on human reviews.
+        perplexity on human reviews; with `samples` N, the first N prompts' responses (rl/ppo.py).
 
         Sampling uses a fixed seed, so every evaluation of a run sees the same random numbers."""
         ids, mask = self.prompts[split]
-        scores, exact, sampled, responses, scored_texts = [], [], [], [], []
+        scores, exact, sampled, prompts, responses = [], [], [], [], []
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed + 1)
@@ -387,24 +387,29 @@ class ImdbTask(Task):
                 batch_ids = ids[start : start + self.cfg.eval_batch_size].to(self.device)
                 batch_mask = mask[start : start + self.cfg.eval_batch_size].to(self.device)
                 rollout = self.generate(model, (batch_ids, batch_mask))
-                prompts, continuations = self.texts(rollout)  # decoded once for the reward, the gold reward and distinct-n
-                texts = [p + r for p, r in zip(prompts, continuations)]
-                scores.append(self.score_texts(texts, rollout.response_ids.device))
+                batch_prompts, continuations = self.texts(rollout)  # decoded once for both rewards, distinct-n, samples
+                scores.append(self.score_texts([p + r for p, r in zip(batch_prompts, continuations)], rollout.response_ids.device))
                 logits = rollout.logits(model)
                 init_logits = rollout.logits(init_model)
                 exact.append(exact_kl(logits, init_logits).sum(1))
                 sampled.append((token_logprobs(logits, rollout.response_ids) - token_logprobs(init_logits, rollout.response_ids)).sum(1))
+                prompts += batch_prompts
                 responses += continuations
-                scored_texts += texts
-        scores = torch.cat(scores)
-        gold = {"reward_gold": float(np.mean(self.gold_reward(scored_texts)))} if self.gold_reward else {}
-        return {
+        scores, exact = torch.cat(scores), torch.cat(exact)
+        gold = np.asarray(self.gold_reward([p + r for p, r in zip(prompts, responses)])) if self.gold_reward else None
+        metrics = {
             "reward": scores.mean().item(),
-            **gold,
+            **({"reward_gold": float(gold.mean())} if gold is not None else {}),
             "reward_stderr": (scores.std() / math.sqrt(len(scores))).item() if len(scores) > 1 else 0.0,
-            "kl_to_init": torch.cat(exact).mean().item(),
+            "kl_to_init": exact.mean().item(),
             "kl_to_init_sampled": torch.cat(sampled).mean().item(),
             "perplexity": perplexity(model, self.review_tokens[split], self.context, device=self.device),
             "distinct_1": distinct_n(responses, 1),
             "distinct_2": distinct_n(responses, 2),
         }
+        if samples:
+            metrics["samples"] = [
+                {"prompt": prompts[i], "response": responses[i], "reward": scores[i].item(),
+                 **({"reward_gold": float(gold[i])} if gold is not None else {}), "kl_to_init": exact[i].item()}
+                for i in range(min(samples, len(responses)))]
+        return metrics

@@ -533,24 +533,30 @@ class StackLlamaTask(Task):
         response_mask = (torch.arange(response.shape[1]) < lengths[:, None]).float().to(response.device)
         return Rollout(prompt_ids, prompt_mask, response, response_mask)
 
-    def texts(self, rollout: Rollout) -> list[str]:
-        """Question + answer as the reward model reads them."""
+    def token_ids(self, rollout: Rollout) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each row's question and answer ids, without padding."""
         prompts = [ids[mask.bool()] for ids, mask in zip(rollout.prompt_ids.cpu(), rollout.prompt_mask.cpu())]
         responses = [ids[mask.bool()] for ids, mask in zip(rollout.response_ids.cpu(), rollout.response_mask.cpu())]
-        return self.tokenizer.batch_decode([torch.cat(pair).tolist() for pair in zip(prompts, responses)], skip_special_tokens=True)
+        return prompts, responses
+
+    def texts(self, rollout: Rollout) -> list[str]:
+        """Question + answer as the reward model reads them."""
+        return self.tokenizer.batch_decode([torch.cat(pair).tolist() for pair in zip(*self.token_ids(rollout))],
+                                           skip_special_tokens=True)
 
     def score(self, rollout: Rollout) -> torch.Tensor:
         """The RM's logit minus the baseline (the paper's reward_baseline, 0)."""
         return (self.reward(self.texts(rollout)) - self.cfg.reward_baseline).to(rollout.response_ids.device)
 
     @torch.no_grad()
-    def evaluate(self, model, init_model, split: str) -> dict[str, float]:
+    def evaluate(self, model, init_model, split: str, samples: int = 0) -> dict:
         """RM reward (and a second RM's), exact KL to the initial policy and response length on held-out questions;
-        perplexity of held-out human-preferred answers; HumanEval pass@k when code execution is allowed.
+        perplexity of held-out human-preferred answers; HumanEval pass@k when code execution is allowed; with
+        `samples` N, the first N questions' answers (rl/ppo.py).
         Sampling uses a fixed seed, so every evaluation of a run sees the same random numbers."""
         cfg = self.cfg
         ids, mask, lengths = self.prompts[split]
-        scores, second, kl = [], [], []
+        scores, second, kl, questions, answers = [], [], [], [], []
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed + 1)
@@ -562,18 +568,28 @@ class StackLlamaTask(Task):
                 if self.second_reward is not None:
                     second.append(self.second_reward(texts))
                 kl.append((exact_kl(rollout.logits(model), rollout.logits(init_model)) * rollout.response_mask).sum(1).cpu())
+                if len(answers) < samples:
+                    for part, ids_list in zip((questions, answers), self.token_ids(rollout)):
+                        part += self.tokenizer.batch_decode([row.tolist() for row in ids_list], skip_special_tokens=True)
             code = self.humaneval(model) if humaneval.code_execution_allowed() else {}
-        scores = torch.cat(scores)
-        return {
+        scores, kl = torch.cat(scores), torch.cat(kl)
+        metrics = {
             "reward": scores.mean().item(),
             "reward_stderr": (scores.std() / math.sqrt(len(scores))).item() if len(scores) > 1 else 0.0,
             **({"reward_second_rm": torch.cat(second).mean().item()} if second else {}),
-            "kl_to_init": torch.cat(kl).mean().item(),
+            "kl_to_init": kl.mean().item(),
             "perplexity": perplexity(model, self.answer_tokens[split], cfg.lm_context, device=self.device, window_mean=True),
             "code_perplexity": perplexity(model, self.code_tokens[split], cfg.lm_context, device=self.device, window_mean=True),
             "response_tokens": lengths.float().mean().item(),
             **code,
         }
+        if samples:
+            second = torch.cat(second) if second else None
+            metrics["samples"] = [
+                {"prompt": questions[i], "response": answers[i], "reward": scores[i].item(),
+                 **({"reward_second_rm": second[i].item()} if second is not None else {}), "kl_to_init": kl[i].item()}
+                for i in range(min(samples, len(answers)))]
+        return metrics
 
     def humaneval(self, model) -> dict[str, float]:
         """pass@k of HumanEval completions: prompt = <eos> + prompt.strip() as the paper's script, T 0.2, top-p 0.95,

@@ -418,8 +418,9 @@ class TranslationTask(Task):
             self.listener_optimizer.state.clear()
 
     @torch.no_grad()
-    def evaluate(self, model, init_model, split: str) -> dict[str, float]:
-        """Greedy pivot on held-out sentences: BLEU_De (reward), BLEU_En, English-LM NLL, human-pair NLL, KL to init."""
+    def evaluate(self, model, init_model, split: str, samples: int = 0) -> dict:
+        """Greedy pivot on held-out sentences: BLEU_De (reward), BLEU_En, English-LM NLL, human-pair NLL, KL to init;
+        with `samples` N, the first N sentences' pivots and sentence BLEU (rl/ppo.py)."""
         if split not in self.held_out:
             raise ErbenchError(f"unknown split '{split}' for the translation task", "use val or test")
         rows, cfg = self.held_out[split], self.cfg
@@ -437,15 +438,23 @@ class TranslationTask(Task):
             reference = pad(rows["en_ids"][start : start + cfg.eval_batch_size], self.device)
             real_nll += (model.nll(source, reference) * (reference != PAD).sum(1)).sum().item()
             real_tokens += int((reference != PAD).sum())
-        bleu_de = corpus_bleu(german_text, rows["de"])
-        return {
+        bleu_de, kl = corpus_bleu(german_text, rows["de"]), torch.cat(kl)
+        metrics = {
             "reward": bleu_de,  # the task's reward side in reports and plots: BLEU_De of the whole pivot
             "bleu_de": bleu_de,
             "bleu_en": corpus_bleu(english_text, rows["en"]),
             "lm_nll": lm_nll(self.english_lm, english.to(self.device)),
             "real_nll": real_nll / real_tokens,  # per token of the human English references
-            "kl_to_init": torch.cat(kl).mean().item(),
+            "kl_to_init": kl.mean().item(),
             "bleu_de_sil": sil_bleu(german_text, rows["de"], "de"),
             "bleu_en_sil": sil_bleu(english_text, rows["en"], "en"),
             "message_tokens": (english != PAD).sum(1).float().mean().item() - 1,
         }
+        if samples:  # reward = the sentence's BLEU_De on the corpus scale (0-100); response = the English pivot
+            metrics["samples"] = [
+                {"prompt": rows["fr"][i], "response": english_text[i], "german": german_text[i],
+                 "reward": 100 * sentence_bleu(german_text[i], rows["de"][i]),
+                 "bleu_en": 100 * sentence_bleu(english_text[i], rows["en"][i]), "kl_to_init": kl[i].item(),
+                 "reference_en": rows["en"][i], "reference_de": rows["de"][i]}
+                for i in range(min(samples, len(english_text)))]
+        return metrics
