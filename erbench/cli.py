@@ -14,6 +14,8 @@ app = typer.Typer(help="Benchmark RL fine-tuning methods on the reward/drift tra
 INCLUDE_HELP = ("a folder of recipe .toml files (tasks, methods) and the modules they name; repeatable; "
                 "also $ERBENCH_PATH (colon-separated), which sweep workers inherit")
 DATA_HELP = "folder with the offline data sets (imdb/aclImdb_v1.tar.gz, ...); default $ERBENCH_DATA, else download"
+REPORT_TO_HELP = ("also log to a tracker: none | tensorboard | wandb (offline unless WANDB_MODE or WANDB_API_KEY is set) "
+                  "| trackio (needs erbench[tensorboard], [wandb] or [trackio])")
 CACHE_HELP = "where prepared assets are cached; default $ERBENCH_CACHE or ~/.cache/erbench"
 
 
@@ -101,6 +103,8 @@ def run(
     checkpoint_every: int = typer.Option(0, help="save the training state every k iterations, for --resume (0: never)"),
     resume: bool = typer.Option(False, "--resume", help="continue the interrupted run of these settings from its last checkpoint"),
     record_file: Path = typer.Option(None, "--record", help="write the record to this file instead of a new one under --out (sweeps use it)"),
+    report_to: str = typer.Option("none", "--report-to", help=REPORT_TO_HELP),
+    tracker_dir: Path = typer.Option(None, "--tracker-dir", help="where the tracker writes (default: --out/TRACKER, e.g. results/runs/tensorboard)"),
     allow_code_execution: bool = typer.Option(False, "--allow-code-execution", help="run generated code (HumanEval) in a sandboxed process"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
@@ -119,12 +123,12 @@ def run(
         if algo == "ppo":
             cfg = resolve_run(task, method, scale, seed, set_ + (["train.eval_ema=true"] if eval_ema else []))
             path, record = run_task(cfg, out, *dirs(data_dir, cache_dir), record_path=record_file, resume=resume,
-                                    checkpoint_every=checkpoint_every)
+                                    checkpoint_every=checkpoint_every, report_to=report_to, tracker_dir=tracker_dir)
         else:
             from erbench.integrations.trl_run import check_supported, run_trl
 
-            if resume or checkpoint_every or eval_ema:
-                raise ErbenchError(f"--resume, --checkpoint-every and --eval-ema are not available with --algo {algo}",
+            if resume or checkpoint_every or eval_ema or report_to != "none":
+                raise ErbenchError(f"--resume, --checkpoint-every, --eval-ema and --report-to are not available with --algo {algo}",
                                    "drop them, or use --algo ppo")
             cfg = resolve_run(task, method, scale, seed, ["train.kl_controller=fixed", *set_])  # TRL's beta is fixed
             check_supported(cfg, algo)
@@ -202,6 +206,7 @@ def sweep(
     gpus_per_run: float = typer.Option(0.0, help="Ray: GPUs each run asks for (a fraction shares a GPU, e.g. 0.25)"),
     checkpoint_every: int = typer.Option(5, help="iterations between checkpoints, so a killed sweep resumes its runs (0: none)"),
     out: Path = typer.Option(None, help="folder for the records (default results/sweeps/TASK-GRID-SCALE)"),
+    report_to: str = typer.Option("none", "--report-to", help=REPORT_TO_HELP + "; files under OUT/TRACKER, one run per seed"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
     include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
@@ -215,7 +220,7 @@ def sweep(
             raise ErbenchError(f"--checkpoint-every {checkpoint_every} is negative", "give a number of iterations, or 0")
         folder, summary, seconds = run_sweep(task, grid, seeds, scale, set_, out, jobs, launcher, address,
                                              *dirs(data_dir, cache_dir), checkpoint_every, cpus_per_run, gpus_per_run,
-                                             echo=typer.echo)
+                                             report_to, echo=typer.echo)
     except ErbenchError as e:
         fail(e)
     typer.echo(f"done {len(summary['done'])}, skipped {len(summary['skipped'])}, failed {len(summary['failed'])} "

@@ -3,7 +3,8 @@
   local  J processes at a time on this machine; with GPUs, the slots are spread over them round-robin
          (several runs share a GPU when J exceeds the GPU count: a tiny or GPT-2-small run uses a small share)
   ray    each job is a Ray task with its CPU/GPU needs, on a cluster (`--address`) or a local Ray instance;
-         the worker returns the record to the driver, so no shared filesystem is needed for records
+         the worker returns the record and its samples to the driver, so no shared filesystem is needed for
+         records (a tracker's files stay where the worker wrote them: --report-to wandb syncs them itself)
 
 A job resumes from its checkpoint when one exists in the cache folder it runs with.
 """
@@ -30,6 +31,7 @@ class Settings:
     checkpoint_every: int
     cpus_per_run: float
     gpus_per_run: float
+    report_to: str = "none"  # a tracker (erbench.trackers); its files go to out/<tracker>/
 
 
 def last_error_line(text: str) -> str | None:
@@ -48,7 +50,9 @@ def execute(job, record: Path, settings: Settings, env: dict[str, str] | None = 
     resume = checkpoint.exists(settings.cache_dir / "checkpoints" / record.stem / "resume")
     command = [sys.executable, "-m", "erbench.cli", *job.run_args(), "--record", str(record),
                "--cache-dir", str(settings.cache_dir), "--checkpoint-every", str(settings.checkpoint_every),
-               *(["--data-dir", str(settings.data_dir)] if settings.data_dir else []), *(["--resume"] if resume else [])]
+               *(["--data-dir", str(settings.data_dir)] if settings.data_dir else []), *(["--resume"] if resume else []),
+               *(["--report-to", settings.report_to, "--tracker-dir", str(settings.out / settings.report_to)]
+                 if settings.report_to != "none" else [])]
     record.parent.mkdir(parents=True, exist_ok=True)
     log = record.with_suffix(".log")
     started = time.perf_counter()
@@ -96,6 +100,7 @@ def execute_remote(job, settings: Settings):
     """A Ray task: run the job into a local temporary folder and hand the record (and the log's tail) back."""
     import json
 
+    from erbench.results import samples_path
     from erbench.sweep import Outcome
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,6 +111,8 @@ def execute_remote(job, settings: Settings):
             return Outcome(job.name, "failed", error=f"{type(e).__name__}: {e}")
         if record.exists():
             outcome.record = json.loads(record.read_text())
+        samples = samples_path(record)
+        outcome.samples = samples.read_text() if samples.exists() else None
         log = record.with_suffix(".log")
         outcome.log = log.read_text(errors="replace") if log.exists() else None
         if outcome.error:

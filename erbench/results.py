@@ -9,6 +9,7 @@ from pathlib import Path
 
 from erbench import __version__, cpu
 from erbench.errors import ErbenchError
+from erbench.trackers import Tracker
 
 RECORD_SCHEMA = "erbench.run/1"
 
@@ -94,7 +95,8 @@ class RunRecord:
     names samples that are not on disk. A tracker (erbench.trackers) sees every entry as it is added."""
 
     def __init__(self, path: Path, data: dict, tracker=None, writes: bool = True):
-        self.path, self.data, self.tracker, self.writes = path, data, tracker, writes
+        self.path, self.data, self.writes = path, data, writes
+        self.tracker = tracker or Tracker()
         self.samples_path = samples_path(path)
         self.samples: list[dict] = []
 
@@ -107,8 +109,7 @@ class RunRecord:
         self.data["train_curve"].append(stats)
         if stats["reset"]:
             self.data["resets"].append(stats["iteration"])
-        if self.tracker:
-            self.tracker.log_train(stats)
+        self.tracker.log_train(stats)
 
     def add_eval(self, iteration: int, metrics: dict, ema_metrics: dict | None = None, split: str = "val") -> dict:
         """Record one evaluation (val: a point of the curves; test: the final one); returns the metrics without samples."""
@@ -123,8 +124,7 @@ class RunRecord:
                 self.data["ema_eval_curve"].append({**point, **ema_metrics})
         else:
             self.data["final"] = {"val": self.data["eval_curve"][-1], split: metrics}
-        if self.tracker:
-            self.tracker.log_eval(iteration, metrics, ema_metrics, new_samples, prefix="eval" if split == "val" else split)
+        self.tracker.log_eval(iteration, metrics, ema_metrics, new_samples, prefix="eval" if split == "val" else split)
         self.write()
         return metrics
 

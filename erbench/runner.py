@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import time
 from datetime import datetime, timezone
@@ -17,6 +18,7 @@ from erbench.progress import progress_bar, say
 from erbench.registry import load_method_hook, load_task_class
 from erbench.results import RECORD_SCHEMA, RunRecord, environment
 from erbench.rl.ppo import PPOTrainer, make_optimizer
+from erbench.trackers import open_tracker
 
 
 def pick_device(name: str) -> torch.device:
@@ -60,12 +62,15 @@ def build_trainer(cfg: RunConfig, task) -> PPOTrainer:
 
 
 def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, record_path: Path | None = None,
-        resume: bool = False, checkpoint_every: int = 0, tracker=None) -> tuple[Path, dict]:
+        resume: bool = False, checkpoint_every: int = 0, report_to: str = "none",
+        tracker_dir: Path | None = None) -> tuple[Path, dict]:
     """Train one policy; the record is rewritten atomically after every evaluation and at the end.
 
     `record_path` fixes the record's file (sweeps); otherwise it is named after the run and its start time.
     With `checkpoint_every` k > 0 the training state is saved every k iterations; `resume` continues the
-    unfinished run of this configuration (the one at `record_path`, else the newest under `out_dir`)."""
+    unfinished run of this configuration (the one at `record_path`, else the newest under `out_dir`).
+    `report_to` also logs the run to a tracker (erbench.trackers), in `tracker_dir` (default: beside the record,
+    in a folder named after the tracker)."""
     config = json.loads(json.dumps(cfg.to_dict()))  # as a record stores it
     task = make_task(cfg, data_dir, cache_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -98,6 +103,10 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, r
         }
     if checkpoint_every:
         record["resume_checkpoint"] = str(resume_dir)
+    # a sweep's records are named <setting>-seed<k>: its seeds of a setting share a group
+    group = re.sub(r"-seed\d+$", "", path.stem) if record_path else f"{cfg.task}-{cfg.method}-{cfg.scale}"
+    tracker = open_tracker(report_to, tracker_dir or path.parent / report_to, path.stem, group, config)
+    tracker.resets = len(record["resets"])  # a resumed run's count goes on
     log = RunRecord(path, record, tracker)
     if resume:
         log.keep_samples_until(start)
@@ -145,8 +154,7 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, r
             record["timings"].update({f"{k}_seconds": v for k, v in trainer.seconds.items()})
         if path.exists():  # a run that failed before training started leaves no record
             log.write()
-        if tracker:
-            tracker.close()
+        tracker.close()
     return path, record
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from erbench.errors import ErbenchError
-from erbench.results import RECORD_SCHEMA, atomic_write_json
+from erbench.results import RECORD_SCHEMA, atomic_write_json, atomic_write_text, samples_path
+from erbench.trackers import check_tracker
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Outcome:
     error: str | None = None
     seconds: float = 0.0
     record: dict | None = None  # returned by launchers whose workers cannot write into the driver's folder
+    samples: str | None = None  # likewise, its samples file
     log: str | None = None  # likewise, the run's output
 
 
@@ -157,7 +159,7 @@ def prepare_assets(jobs: list[Job], data_dir: Path | None, cache_dir: Path, echo
 
 def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[str], out: Path | None, jobs: int,
           launcher: str, address: str | None, data_dir: Path | None, cache_dir: Path, checkpoint_every: int,
-          cpus_per_run: float, gpus_per_run: float, echo=print) -> tuple[Path, dict[str, list], float]:
+          cpus_per_run: float, gpus_per_run: float, report_to: str = "none", echo=print) -> tuple[Path, dict[str, list], float]:
     """Run every missing run of the grid; returns the records' folder, {done, skipped, failed} lists of run names
     (failed: (name, error) pairs) and the seconds it took."""
     from erbench import launchers
@@ -167,6 +169,7 @@ def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[
         raise ErbenchError(f"--jobs {jobs}", "give at least 1 job")
     if launcher not in ("local", "ray"):
         raise ErbenchError(f"unknown launcher '{launcher}'", "use --launcher local or --launcher ray")
+    check_tracker(report_to)
     if address and launcher != "ray":
         raise ErbenchError("--address is for the Ray launcher", "add --launcher ray, or drop --address")
     grid = load_grid(task, grid_name)
@@ -185,13 +188,16 @@ def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[
     if launcher == "local":
         prepare_assets(todo, data_dir, cache_dir, echo)
     data = data_dir.resolve() if data_dir else None
-    settings = launchers.Settings(out.resolve(), data, cache_dir.resolve(), checkpoint_every, cpus_per_run, gpus_per_run)
+    settings = launchers.Settings(out.resolve(), data, cache_dir.resolve(), checkpoint_every, cpus_per_run, gpus_per_run,
+                                  report_to)
     run_jobs = launchers.local if launcher == "local" else launchers.ray
     with progress_bar(f"sweep {task} {grid_name}", len(all_jobs)) as advance:
         advance(len(summary["skipped"]))
 
         def finished(job: Job, outcome: Outcome) -> None:
             path = out / f"{job.name}.json"
+            if outcome.samples is not None:  # first: a record never names samples that are not on disk
+                atomic_write_text(samples_path(path), outcome.samples)
             if outcome.record is not None:
                 atomic_write_json(path, outcome.record)
             if outcome.log is not None:

@@ -6,6 +6,7 @@ knows (objective/kl, loss/policy_avg, ...), so a sweep can be watched in TensorB
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -86,11 +87,13 @@ class Tracker:
                  if key not in ("iteration", "reset")}
         self.write({**scalars("", named), "er/resets": float(self.resets)}, stats["iteration"])
 
-    def log_eval(self, iteration: int, metrics: dict, ema_metrics: dict | None, samples: list[dict]) -> None:
-        """An evaluation after `iteration` iterations: the policy's metrics, the EMA's, and per-prompt samples."""
-        self.write({**scalars("eval/", metrics), **scalars("eval_ema/", ema_metrics or {})}, iteration)
+    def log_eval(self, iteration: int, metrics: dict, ema_metrics: dict | None, samples: list[dict],
+                 prefix: str = "eval") -> None:
+        """An evaluation after `iteration` iterations (prefix eval: val; test: the final one): the policy's
+        metrics, the EMA's, and per-prompt samples."""
+        self.write({**scalars(f"{prefix}/", metrics), **scalars(f"{prefix}_ema/", ema_metrics or {})}, iteration)
         if samples:
-            self.write_samples(samples, iteration)
+            self.write_samples(samples, iteration, f"{prefix}/samples")
 
     def close(self) -> None:
         pass
@@ -98,7 +101,7 @@ class Tracker:
     def write(self, values: dict[str, float], step: int) -> None:
         pass
 
-    def write_samples(self, samples: list[dict], step: int) -> None:
+    def write_samples(self, samples: list[dict], step: int, name: str) -> None:
         pass
 
 
@@ -124,8 +127,8 @@ class TensorBoardTracker(Tracker):
         for key, value in values.items():
             self.writer.add_scalar(key, value, step)
 
-    def write_samples(self, samples, step):
-        self.writer.add_text("eval/samples", markdown_table(samples), step)
+    def write_samples(self, samples, step, name):
+        self.writer.add_text(name, markdown_table(samples), step)
 
     def close(self):
         self.writer.close()
@@ -148,9 +151,9 @@ class WandbTracker(Tracker):
     def write(self, values, step):
         self.run.log(values, step=step)
 
-    def write_samples(self, samples, step):
+    def write_samples(self, samples, step, name):
         columns = sample_columns(samples)
-        self.run.log({"eval/samples": self.wandb.Table(columns=columns, data=sample_rows(samples, columns))},
+        self.run.log({name: self.wandb.Table(columns=columns, data=sample_rows(samples, columns))},
                      step=step)
 
     def close(self):
@@ -172,9 +175,9 @@ class TrackioTracker(Tracker):
     def write(self, values, step):
         self.run.log(values, step=step)
 
-    def write_samples(self, samples, step):
+    def write_samples(self, samples, step, name):
         columns = sample_columns(samples)
-        self.run.log({"eval/samples": self.trackio.Table(columns=columns, data=sample_rows(samples, columns))},
+        self.run.log({name: self.trackio.Table(columns=columns, data=sample_rows(samples, columns))},
                      step=step)
 
     def close(self):
@@ -188,14 +191,21 @@ def missing(kind: str) -> ErbenchError:
     return ErbenchError(f"--report-to {kind} needs the {kind} package", f"pip install 'erbench[{kind}]'")
 
 
+def check_tracker(kind: str) -> None:
+    """Fail before any work starts when `--report-to kind` cannot work here."""
+    if kind not in TRACKERS:
+        raise ErbenchError(f"unknown tracker {kind!r}", f"use one of {', '.join(TRACKERS)}")
+    if kind != "none" and importlib.util.find_spec(kind) is None:
+        raise missing(kind)
+
+
 def open_tracker(kind: str, log_dir: Path, run_name: str, group: str, config: dict) -> Tracker:
     """The tracker of `--report-to kind` for one run (one seed); `group` gathers a sweep's seeds of a method."""
+    check_tracker(kind)
     if kind == "none":
         return Tracker()
     if kind == "tensorboard":
         return TensorBoardTracker(Path(log_dir), run_name, config)
     if kind == "wandb":
         return WandbTracker(Path(log_dir), run_name, group, config)
-    if kind == "trackio":
-        return TrackioTracker(run_name, group, config)
-    raise ErbenchError(f"unknown tracker {kind!r}", f"use one of {', '.join(TRACKERS)}")
+    return TrackioTracker(run_name, group, config)

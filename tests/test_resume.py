@@ -56,6 +56,9 @@ def test_kill_and_resume_gives_the_uninterrupted_metrics(tmp_path, cache_dir):
     assert record["status"] == "completed" and 1 <= record["resumed"][0]["from_iteration"] < 4
     for key in ("train_curve", "eval_curve", "resets", "final"):
         assert record[key] == reference[key], key
+    # the samples of evaluations after the checkpoint were redone, not doubled
+    whole_samples = (tmp_path / "whole" / reference["samples_file"]).read_text()
+    assert (out / record["samples_file"]).read_text() == whole_samples
     assert not checkpoint.exists()  # a completed run leaves no resume state behind
 
     again = erbench(*RUN, "--out", str(out), "--resume", cache_dir=cache_dir)
