@@ -6,7 +6,7 @@ WORKDIR /erbench
 COPY . .
 RUN python -m pip install -q --upgrade pip \
  && python -m pip install -q --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
- && python -m pip install -q -e '.[test,ray,trl,stackllama]' \
+ && python -m pip install -q -e '.[test,ray,trl,stackllama,tensorboard,wandb,trackio,evaluate]' \
  && python -m pip install -q --no-deps -e examples/plugin
 ENV ERBENCH_DATA=/data
 CMD ["sh", "-c", "python -m pytest -q && erbench report --verify && ERBENCH_QUIET=1 erbench check"]
