@@ -350,7 +350,8 @@ def report(
         if claims:
             text += "\n\n### Claims\n\n" + "\n".join(verdict_line(v) for v in verdicts)
         if write or verify:
-            wanted = findings.documents(text, findings_markdown(verdicts), report_file, readme)
+            excerpt = examples or "No committed record has samples yet."
+            wanted = findings.documents(text, {"findings": findings_markdown(verdicts), "samples": excerpt}, report_file, readme)
             if write:
                 findings.write(wanted)
                 typer.echo(f"wrote {report_file} and the findings in {readme}")

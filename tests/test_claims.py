@@ -11,7 +11,10 @@ from conftest import assert_one_line_error, erbench
 from erbench.errors import ErbenchError
 from erbench.report.claims import (CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH, SUPPORTED, combine, compare, evaluate,
                                    load_claims, p_improve, parse_claim)
-from erbench.report.findings import BEGIN, END
+from erbench.report.findings import MARKERS
+
+BEGIN, END = MARKERS["findings"]
+SAMPLES_BEGIN, SAMPLES_END = MARKERS["samples"]
 from erbench.report.pareto import reward_at_fixed_drift
 from erbench.report.tables import reward_at_level
 
@@ -190,7 +193,8 @@ def repo(tmp_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({k: v for k, v in r.items() if k != "path"}))
     (tmp_path / "claims.toml").write_text(CLAIMS_TOML)
-    (tmp_path / "README.md").write_text(f"# erbench\n\n## Findings\n\n{BEGIN}\nold\n{END}\n\nMore text.\n")
+    (tmp_path / "README.md").write_text(f"# erbench\n\n## Findings\n\n{BEGIN}\nold\n{END}\n\nMore text.\n\n"
+                                        f"{SAMPLES_BEGIN}\nold samples\n{SAMPLES_END}\n")
     return tmp_path
 
 
@@ -203,7 +207,8 @@ def report(repo, *args):
 def test_findings_are_written_between_the_markers_and_verified(repo):
     assert report(repo, "--write").returncode == 0
     readme = (repo / "README.md").read_text()
-    assert readme.startswith("# erbench\n\n## Findings\n\n") and readme.endswith(f"{END}\n\nMore text.\n")
+    assert readme.startswith("# erbench\n\n## Findings\n\n") and f"{END}\n\nMore text.\n\n{SAMPLES_BEGIN}" in readme
+    assert f"{SAMPLES_BEGIN}\nNo committed record has samples yet.\n{SAMPLES_END}" in readme  # these records have none
     assert "old" not in readme and "| imdb | tiny | elastic beats ppo" in readme and "**SUPPORTED**" in readme
     written = (repo / "results" / "report.md").read_text()
     assert "### Claims" in written and "**SUPPORTED** `c`" in written
