@@ -108,11 +108,8 @@ class Tracker:
 class TensorBoardTracker(Tracker):
     def __init__(self, log_dir: Path, run_name: str, config: dict):
         super().__init__()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            from torch.utils.tensorboard.summary import hparams
-        except ImportError as e:
-            raise missing("tensorboard") from e
+        from torch.utils.tensorboard import SummaryWriter  # its package was checked by open_tracker
+        from torch.utils.tensorboard.summary import hparams
         self.writer = SummaryWriter(str(log_dir / run_name))
         self.writer.add_text("config", "```json\n" + json.dumps(config, indent=2, default=str) + "\n```")
         # the HParams dashboard's summaries, written into this run's own folder: SummaryWriter.add_hparams
@@ -134,51 +131,43 @@ class TensorBoardTracker(Tracker):
         self.writer.close()
 
 
-class WandbTracker(Tracker):
+class RunLogTracker(Tracker):
+    """W&B and trackio share an API: run.log(values, step) and a Table class."""
+
+    run, table = None, None
+
+    def write(self, values, step):
+        self.run.log(values, step=step)
+
+    def write_samples(self, samples, step, name):
+        columns = sample_columns(samples)
+        self.run.log({name: self.table(columns=columns, data=sample_rows(samples, columns))}, step=step)
+
+
+class WandbTracker(RunLogTracker):
     def __init__(self, log_dir: Path, run_name: str, group: str, config: dict):
         super().__init__()
-        try:
-            import wandb
-        except ImportError as e:
-            raise missing("wandb") from e
-        self.wandb = wandb
+        import wandb
+        self.table = wandb.Table
         # offline unless the user set W&B up: a benchmark run must not stop at a login prompt
         configured = "WANDB_MODE" in os.environ or "WANDB_API_KEY" in os.environ
         log_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(project="erbench", name=run_name, group=group, dir=str(log_dir), config=config,
                               mode=None if configured else "offline", reinit="create_new")
 
-    def write(self, values, step):
-        self.run.log(values, step=step)
-
-    def write_samples(self, samples, step, name):
-        columns = sample_columns(samples)
-        self.run.log({name: self.wandb.Table(columns=columns, data=sample_rows(samples, columns))},
-                     step=step)
-
     def close(self):
         self.run.finish()
 
 
-class TrackioTracker(Tracker):
+class TrackioTracker(RunLogTracker):
     """trackio keeps one run per process at a time: opening the next run (the next seed) finishes this one."""
 
     def __init__(self, run_name: str, group: str, config: dict):
         super().__init__()
-        try:
-            import trackio
-        except ImportError as e:
-            raise missing("trackio") from e
-        self.trackio = trackio
+        import trackio
+        self.trackio, self.table = trackio, trackio.Table
         self.run = trackio.init(project="erbench", name=run_name, group=group, config=config)
 
-    def write(self, values, step):
-        self.run.log(values, step=step)
-
-    def write_samples(self, samples, step, name):
-        columns = sample_columns(samples)
-        self.run.log({name: self.trackio.Table(columns=columns, data=sample_rows(samples, columns))},
-                     step=step)
 
     def close(self):
         # trackio.finish() also forgets the current run, which atexit would otherwise finish again; a run that
@@ -187,16 +176,12 @@ class TrackioTracker(Tracker):
             self.trackio.finish()
 
 
-def missing(kind: str) -> ErbenchError:
-    return ErbenchError(f"--report-to {kind} needs the {kind} package", f"pip install 'erbench[{kind}]'")
-
-
 def check_tracker(kind: str) -> None:
     """Fail before any work starts when `--report-to kind` cannot work here."""
     if kind not in TRACKERS:
         raise ErbenchError(f"unknown tracker {kind!r}", f"use one of {', '.join(TRACKERS)}")
     if kind != "none" and importlib.util.find_spec(kind) is None:
-        raise missing(kind)
+        raise ErbenchError(f"--report-to {kind} needs the {kind} package", f"pip install 'erbench[{kind}]'")
 
 
 def open_tracker(kind: str, log_dir: Path, run_name: str, group: str, config: dict) -> Tracker:

@@ -2,6 +2,7 @@
 
 import datasets
 import evaluate
+from erbench.metrics.hf import metric_info
 from erbench.metrics.bleu import corpus_bleu, sil_bleu
 
 _DESCRIPTION = """BLEU_En, the translation game's language drift: corpus BLEU of the English pivot messages against the
@@ -16,17 +17,11 @@ Returns:
     bleu, bleu_sil: floats in [0, 100].
 """
 
-_CITATION = """@inproceedings{noukhovitch2023elastic, title={Language Model Alignment with Elastic Reset},
-author={Noukhovitch, Michael and Lavoie, Samuel and Strub, Florian and Courville, Aaron},
-booktitle={NeurIPS}, year={2023}}"""
-
-
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class BleuDrift(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
-                                   features=datasets.Features({"predictions": datasets.Value("string"),
-                                                               "references": datasets.Value("string")}))
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION,
+                           {"predictions": datasets.Value("string"), "references": datasets.Value("string")})
 
     def _compute(self, predictions, references):
         return {"bleu": corpus_bleu(predictions, references), "bleu_sil": sil_bleu(predictions, references, "en")}

@@ -4,6 +4,7 @@ import os
 
 import datasets
 import evaluate
+from erbench.metrics.hf import metric_info
 from erbench.metrics.perplexity import perplexity
 
 _DESCRIPTION = """Perplexity of a causal LM on human text, the drift metric of RL4LMs and Elastic Reset: the texts are
@@ -24,16 +25,10 @@ Returns:
     perplexity: float.
 """
 
-_CITATION = """@inproceedings{noukhovitch2023elastic, title={Language Model Alignment with Elastic Reset},
-author={Noukhovitch, Michael and Lavoie, Samuel and Strub, Florian and Courville, Aaron},
-booktitle={NeurIPS}, year={2023}}"""
-
-
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class DriftPerplexity(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
-                                   features=datasets.Features({"predictions": datasets.Value("string")}))
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, {"predictions": datasets.Value("string")})
 
     def _compute(self, predictions, model, tokenizer, context=None, stride=None, window_mean=False, device=None):
         from tokenizers import Tokenizer

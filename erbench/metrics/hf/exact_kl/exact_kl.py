@@ -3,6 +3,7 @@
 import datasets
 import evaluate
 import torch
+from erbench.metrics.hf import metric_info
 from erbench.rl.kl import exact_kl
 
 _DESCRIPTION = """Exact KL(pi || pi_ref) between a policy and a reference model from their logits, summed over the full
@@ -18,17 +19,11 @@ Returns:
     kl: mean over sequences of the summed KL; kl_per_token: total KL / scored positions.
 """
 
-_CITATION = """@inproceedings{noukhovitch2023elastic, title={Language Model Alignment with Elastic Reset},
-author={Noukhovitch, Michael and Lavoie, Samuel and Strub, Florian and Courville, Aaron},
-booktitle={NeurIPS}, year={2023}}"""
-
-
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class ExactKL(evaluate.Metric):
     def _info(self):
         logits = datasets.Sequence(datasets.Sequence(datasets.Value("float32")))  # exact_kl computes in float32
-        return evaluate.MetricInfo(description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
-                                   features=datasets.Features({"predictions": logits, "references": logits}))
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, {"predictions": logits, "references": logits})
 
     def _compute(self, predictions, references, mask=None):
         per_sequence, scored = [], 0
