@@ -452,7 +452,14 @@ def check(
         raise typer.Exit(1)
 
 
+def stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (timeout, SLURM preemption, Ray cancellation) stops a run as Ctrl-C does
+
+
 def main():
+    import signal
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         app()
     except KeyboardInterrupt:

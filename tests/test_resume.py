@@ -64,3 +64,32 @@ def test_kill_and_resume_gives_the_uninterrupted_metrics(tmp_path, cache_dir):
     again = erbench(*RUN, "--out", str(out), "--resume", cache_dir=cache_dir)
     assert again.returncode == 2 and "no unfinished run of this configuration" in again.stderr
 
+
+
+def test_sigterm_leaves_an_interrupted_record(tmp_path, cache_dir):
+    """What timeout, SLURM preemption and Ray cancellation send: the record says interrupted, not running."""
+    out = tmp_path / "out"
+    env = {**os.environ, "ERBENCH_QUIET": "1", "ERBENCH_CACHE": str(cache_dir)}
+    run = subprocess.Popen([sys.executable, "-m", "erbench.cli", *RUN, "--out", str(out), *sets("train.iterations=400")],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not any(json.loads(p.read_text()).get("train_curve") for p in out.glob("*.json")):  # training has begun
+        assert run.poll() is None and time.time() < deadline, run.stderr.read()
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=120) == 130 and "interrupted" in run.stderr.read()
+    [record] = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    assert record["status"] == "interrupted" and record["error"].startswith("KeyboardInterrupt")
+
+
+def test_two_prepares_at_once_both_succeed_with_one_asset_folder(tmp_path):
+    env = {**os.environ, "ERBENCH_QUIET": "1", "ERBENCH_CACHE": str(tmp_path)}
+    command = [sys.executable, "-m", "erbench.cli", "prepare", "imdb", "--data-dir", str(DATA_DIR), *sets(*FAST)]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for run in runs:
+        assert run.wait(timeout=600) == 0, run.stderr.read()
+    [folder] = (tmp_path / "imdb").iterdir()  # no temporary folder left behind
+    assert json.loads((folder / "meta.json").read_text())["lm_steps"] > 0 and (folder / "lm").is_dir()
+    again = erbench("run", "imdb", "--method", "ppo", "--data-dir", str(DATA_DIR), "--out", str(tmp_path / "out"),
+                    *sets(*FAST, "train.iterations=1"), cache_dir=tmp_path)
+    assert again.returncode == 0, again.stderr

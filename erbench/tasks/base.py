@@ -3,6 +3,7 @@
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,27 +31,46 @@ class Task:
 
     def prepare(self, force: bool = False) -> dict:
         """The prepared assets' meta, building them first when missing, corrupt or forced. `build_assets(folder)`
-        fills a temporary folder that is renamed into `self.asset_dir` only once complete."""
-        meta_path = self.asset_dir / "meta.json"
-        if meta_path.exists() and not force:
+        fills a temporary folder of this process's own that is renamed into `self.asset_dir` only once complete;
+        when another process (a second terminal, a Ray worker) finished the same assets first, its folder is kept."""
+        meta = None if force else self.prepared_meta()
+        if meta is not None:
+            return meta
+        self.asset_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.asset_dir.parent, prefix=f"{self.asset_dir.name}.tmp-"))
+        try:
+            start = time.perf_counter()
+            meta = {"config": self.asset_config(), **self.build_assets(tmp)}
+            meta["prepare_seconds"] = time.perf_counter() - start
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            if not force and self.prepared_meta(quiet=True) is not None:
+                return self.prepared_meta()  # another process finished first: one intact folder, theirs
+            shutil.rmtree(self.asset_dir, ignore_errors=True)  # forced, or a corrupt folder: never a complete one
             try:
-                return json.loads(meta_path.read_text())
-            except json.JSONDecodeError:
+                tmp.rename(self.asset_dir)
+            except OSError:  # another process renamed its folder in between
+                if self.prepared_meta(quiet=True) is None:
+                    raise
+            return meta
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def prepared_meta(self, quiet: bool = False) -> dict | None:
+        """The meta of complete prepared assets, or None (missing, or a corrupt meta.json: rebuilt)."""
+        meta_path = self.asset_dir / "meta.json"
+        if not meta_path.exists():
+            return None
+        try:
+            return json.loads(meta_path.read_text())
+        except json.JSONDecodeError:
+            if not quiet:
                 say(f"rebuilding {self.asset_dir}: its meta.json is corrupt")
-        tmp = self.asset_dir.with_name(self.asset_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        start = time.perf_counter()
-        meta = {"config": self.asset_config(), **self.build_assets(tmp)}
-        meta["prepare_seconds"] = time.perf_counter() - start
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        shutil.rmtree(self.asset_dir, ignore_errors=True)
-        tmp.rename(self.asset_dir)
-        return meta
+            return None
 
     def build_assets(self, folder: Path) -> dict:
         """Write the task's models into `folder`; returns what to record about them."""
         return {}
+
     def make_critic(self, policy: nn.Module) -> nn.Module:
         """The value model; by default a causal LM's transformer with a scalar head."""
         return Critic(policy)
