@@ -133,8 +133,9 @@ def recipe_default(record: dict) -> bool:
 
 def drift_examples(records: list[dict]) -> str:
     """The report's "what drift looks like": per task and scale, the first val prompt, the initial response and each
-    method's final one (its lowest seed, recipe settings first). Records without samples are left out."""
-    with_samples = sorted((r for r in records if "samples_file" in r), key=lambda r: (not recipe_default(r), r["seed"]))
+    method's final one (its lowest seed, recipe settings first). Records without samples (on disk) are left out."""
+    with_samples = sorted((r for r in records if "samples_file" in r and Path(r["path"]).with_name(r["samples_file"]).exists()),
+                          key=lambda r: (not recipe_default(r), r["seed"]))
     sections = []
     for task, scale in sorted({(r["task"], r["scale"]) for r in with_samples}):
         chosen: dict[str, dict] = {}
