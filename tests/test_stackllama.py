@@ -94,6 +94,10 @@ def test_cli_runs_stackllama_end_to_end_and_humaneval_needs_consent(stack_cache,
             assert math.isfinite(metrics[key]), (split, key)
         assert metrics["humaneval_problems"] == 3 and 0 <= metrics["humaneval_pass@1"] <= 1
     assert record["eval_curve"][0]["kl_to_init"] == pytest.approx(0.0, abs=1e-6)  # the initial policy is theta0
+    samples = [json.loads(line) for line in (tmp_path / record["samples_file"]).read_text().splitlines()]
+    initial = [s for s in samples if (s["split"], s["iteration"]) == ("val", 0)]
+    assert initial and all(s["kl_to_init"] == pytest.approx(0.0, abs=1e-6) and s["prompt"] for s in initial)
+    assert all(math.isfinite(s["reward"]) and math.isfinite(s["reward_second_rm"]) for s in samples)
 
     env_free = erbench(*common, "--out", str(tmp_path / "no-code"), cache_dir=stack_cache)
     assert env_free.returncode == 0, env_free.stderr

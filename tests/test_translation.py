@@ -166,6 +166,11 @@ def test_game_runs_end_to_end_through_the_cli(translation_cache, tmp_path):
     assert record["eval_curve"][0]["kl_to_init"] == 0.0  # the initial policy is theta0
     assert all("listener_loss" in point for point in record["train_curve"])
     assert record["timings"]["task_learning_seconds"] > 0
+    samples = [json.loads(line) for line in (out / record["samples_file"]).read_text().splitlines()]
+    initial = [s for s in samples if (s["split"], s["iteration"]) == ("val", 0)]
+    assert len(initial) == 8 and all(s["kl_to_init"] == 0.0 and 0 <= s["reward"] <= 100 for s in initial)
+    assert all(s["prompt"] and isinstance(s["german"], str) and s["reference_de"] and s["reference_en"] for s in samples)
+    assert {s["prompt"] for s in samples if s["index"] == 0 and s["split"] == "val"} == {initial[0]["prompt"]}
 
 
 @pytest.mark.parametrize("args, message", [
