@@ -102,9 +102,12 @@ def expand(task: str, grid: dict, scale: str | None, seeds: int, extra: list[str
         methods, settings = cell.get("methods"), cell.get("settings", [{}])
         if not isinstance(methods, list) or not methods or not isinstance(settings, list):
             raise ErbenchError("a grid cell without a list of methods", "declare methods = [...] and optionally settings = [{...}, ...]")
+        cell_seeds = cell.get("seeds", seeds)
+        if not isinstance(cell_seeds, int) or isinstance(cell_seeds, bool) or cell_seeds < 1:
+            raise ErbenchError(f"a grid cell's seeds = {cell_seeds!r}", "give a whole number of at least 1 (it caps --seeds)")
         for method in methods:
             for setting in settings:
-                for seed in range(seeds):
+                for seed in range(min(seeds, cell_seeds)):
                     sets = tuple(setting_sets(setting) + list(extra))
                     cfg = resolve_run(task, method, scale, seed, list(sets))  # raises on any bad value
                     key = json.dumps(cfg.to_dict(), sort_keys=True)
@@ -112,7 +115,8 @@ def expand(task: str, grid: dict, scale: str | None, seeds: int, extra: list[str
                         continue
                     seen.add(key)
                     jobs.append(Job(f"{task}-{method}-{scale}-{label(setting, extra)}-seed{seed}", task, method, scale, seed, sets))
-    return jobs
+    # Seed-major: a sweep stopped part-way (and resumed in a later sitting) has every setting at the same seeds.
+    return sorted(jobs, key=lambda job: job.seed)
 
 
 def record_status(path: Path) -> str | None:

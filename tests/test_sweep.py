@@ -96,9 +96,12 @@ def builtin_methods_for(task: str) -> set[str]:
 def test_paper_grid_covers_every_method_and_the_swept_knobs():
     from erbench.sweep import expand, load_grid
 
-    jobs = expand("imdb", load_grid("imdb", "paper"), "tiny", 2, [])
+    jobs = expand("imdb", load_grid("imdb", "paper"), "tiny", 5, [])
     assert {job.method for job in jobs} == builtin_methods_for("imdb")
-    assert len({job.name for job in jobs}) == len(jobs) and {job.seed for job in jobs} == {0, 1}
+    assert len({job.name for job in jobs}) == len(jobs) and [job.seed for job in jobs] == sorted(job.seed for job in jobs)
+    ablation_seeds = {job.seed for job in jobs if "method.reset_critic=true" in job.sets}
+    main_seeds = {job.seed for job in jobs if job.method == "reset-ema"}
+    assert ablation_seeds == {0, 1, 2} and main_seeds == {0, 1, 2, 3, 4}  # the cell's seeds = 3 caps --seeds 5
     settings = {(job.method, item) for job in jobs for item in job.sets}
     for coef in ("0.001", "0.1", "1.0"):
         assert ("ppo", f"train.kl_coef={coef}") in settings
