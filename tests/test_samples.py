@@ -110,3 +110,21 @@ def test_no_samples_file_when_none_are_asked_for(tmp_path):
     record = RunRecord(tmp_path / "run.json", {"eval_curve": [], "resets": []})
     record.add_eval(0, {"reward": 0.5})
     assert "samples_file" not in json.loads((tmp_path / "run.json").read_text()) and not record.samples_path.exists()
+
+
+def test_drift_examples_show_one_seed_the_one_most_methods_have(tmp_path):
+    """Each method's final response next to one initial response: all rows from the seed most methods ran."""
+    from erbench.report.samples import drift_examples
+
+    def record(method, seed):
+        path = tmp_path / f"{method}-seed{seed}.json"
+        lines = [{"iteration": it, "split": "val", "model": "policy", "index": 0, "prompt": f"prompt of seed {seed}",
+                  "response": f"{method} {seed} at {it}", "reward": 0.5, "kl_to_init": float(it)} for it in (0, 10)]
+        path.with_suffix(".samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return {"path": str(path), "samples_file": path.with_suffix(".samples.jsonl").name, "task": "imdb",
+                "scale": "tiny", "method": method, "seed": seed, "train": {}, "method_config": {}, "task_config": {}}
+
+    records = [record("ppo", 0), record("ppo", 1), record("elastic", 1), record("reset", 1), record("elastic", 0)]
+    text = drift_examples(records + [{**record("nlpo", 1), "samples_file": "missing.samples.jsonl"}])
+    assert "#### imdb (tiny), seed 1" in text and "prompt of seed 0" not in text and "nlpo" not in text
+    assert text.count("| initial |") == 1 and "| ppo seed1 @ 10 | ppo 1 at 10 |" in text and "| reset seed1 @ 10 |" in text

@@ -133,14 +133,17 @@ def recipe_default(record: dict) -> bool:
 
 def drift_examples(records: list[dict]) -> str:
     """The report's "what drift looks like": per task and scale, the first val prompt, the initial response and each
-    method's final one (its lowest seed, recipe settings first). Records without samples (on disk) are left out."""
+    method's final one, all from one seed (the one most methods have samples for, so they share the prompt and the
+    initial response; recipe settings first). Records without samples (on disk) are left out."""
     with_samples = sorted((r for r in records if "samples_file" in r and Path(r["path"]).with_name(r["samples_file"]).exists()),
                           key=lambda r: (not recipe_default(r), r["seed"]))
     sections = []
     for task, scale in sorted({(r["task"], r["scale"]) for r in with_samples}):
+        here = [r for r in with_samples if (r["task"], r["scale"]) == (task, scale)]
+        seed = max(sorted({r["seed"] for r in here}), key=lambda s: len({r["method"] for r in here if r["seed"] == s}))
         chosen: dict[str, dict] = {}
-        for record in with_samples:
-            if (record["task"], record["scale"]) == (task, scale):
+        for record in here:
+            if record["seed"] == seed:
                 chosen.setdefault(record["method"], record)
-        sections.append(f"#### {task} ({scale})\n\n{markdown(comparison(list(chosen.values()), n=1))}")
+        sections.append(f"#### {task} ({scale}), seed {seed}\n\n{markdown(comparison(list(chosen.values()), n=1))}")
     return "\n\n".join(sections)
