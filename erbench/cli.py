@@ -253,17 +253,21 @@ def load_runs(results: Path, checkpoint: str):
 
 @app.command()
 def plot(
-    pareto: bool = typer.Option(False, "--pareto", help="reward against drift, one front per method"),
+    pareto: bool = typer.Option(False, "--pareto", help="reward against drift per task and scale: the methods at their "
+                                "recipe settings, and (ablations-*.png) every other setting swept"),
     curves: bool = typer.Option(False, "--curves", help="reward and drift against iteration, resets marked"),
     task: str = typer.Option(None, help="only this task (default: every task found)"),
     x: str = typer.Option(None, help="drift metric on the x axis (default: the task's first drift metric)"),
     y: str = typer.Option("reward", help="reward metric on the y axis"),
+    sqrt_x: bool = typer.Option(False, "--sqrt-x", help="the drift axis on a square-root scale (Gao et al. 2023: reward "
+                                "against sqrt(KL))"),
     checkpoint: str = typer.Option("final", help="final | best (best-by-reward evaluation, as SIL reports)"),
     results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
-    out: Path = typer.Option(None, help="output file (.png, .svg or .pdf); default results/<kind>-<task>.png"),
+    out: Path = typer.Option(None, help="output file (.png, .svg or .pdf) when one figure is drawn; default "
+                             "results/<kind>-<task>[-<scale>][-<x>][-sqrt].png"),
     include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
-    """Draw Pareto fronts (--pareto) and training curves (--curves) from stored run records."""
+    """Draw reward/drift figures (--pareto) and training curves (--curves) from stored run records."""
     plugins(include_path)
     try:
         from erbench.report import plots
@@ -275,9 +279,7 @@ def plot(
             raise ErbenchError(f"cannot write a plot to {out}", "give --out a .png, .svg or .pdf file")
         runs, curve_rows, interpolations, _ = load_runs(results, checkpoint)
         tasks = [task] if task else sorted(runs["task"].unique())
-        if out is not None and (pareto and curves or len(tasks) > 1):
-            raise ErbenchError("--out names one file but more than one plot is asked for",
-                               "use --out with one of --pareto / --curves and one task (--task T)")
+        figures = []  # (kind, task, scale or None, drift)
         for name in tasks:
             if name not in set(runs["task"]):
                 raise ErbenchError(f"no records of task '{name}' under {results}", f"tasks found: {', '.join(sorted(runs['task'].unique()))}")
@@ -285,16 +287,23 @@ def plot(
             for metric in (drift, y):
                 if metric is None or metric not in runs or runs.loc[runs["task"] == name, metric].isna().all():
                     raise ErbenchError(f"task {name} records have no metric '{metric}'",
-                                       f"choose among: {', '.join(c for c in runs.columns if c in curve_rows.columns and c not in ('task', 'scale', 'method', 'setting', 'seed', 'path'))}")
-            for kind, wanted in (("pareto", pareto), ("curves", curves)):
-                if not wanted:
-                    continue
-                target = out or results / f"{kind}-{name}.png"
-                if kind == "pareto":
-                    path = plots.pareto(runs, curve_rows, name, drift, y, target, interpolations)
-                else:
-                    path = plots.training_curves(curve_rows, name, target)
-                typer.echo(f"wrote {path}")
+                                       f"choose among: {', '.join(c for c in runs.columns if c in curve_rows.columns and c not in ('task', 'scale', 'method', 'setting', 'seed', 'path', 'default'))}")
+            scales = sorted(runs.loc[runs["task"] == name, "scale"].unique())
+            figures += [("pareto", name, scale, drift) for scale in scales] if pareto else []
+            figures += [("curves", name, None, drift)] if curves else []
+        if out is not None and len(figures) > 1:
+            raise ErbenchError(f"--out names one file but {len(figures)} figures are asked for",
+                               "use --out with one of --pareto / --curves, one task (--task T) with records of one scale")
+        for kind, name, scale, drift in figures:
+            if kind == "curves":
+                typer.echo(f"wrote {plots.training_curves(curve_rows, name, out or results / f'curves-{name}.png')}")
+                continue
+            suffix = ("" if x is None else f"-{drift}") + ("-sqrt" if sqrt_x else "")
+            target = out or results / f"pareto-{name}-{scale}{suffix}.png"
+            typer.echo(f"wrote {plots.pareto(runs, name, scale, drift, y, target, interpolations, sqrt_x)}")
+            ablations = None if out else plots.ablations(runs, name, scale, drift, y, results / f"ablations-{name}-{scale}{suffix}.png", sqrt_x)
+            if ablations is not None:
+                typer.echo(f"wrote {ablations}")
     except ErbenchError as e:
         fail(e)
 

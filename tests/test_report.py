@@ -57,7 +57,7 @@ def record(method, seed, reward, perplexity, kl, scale="tiny", resets=(), **conf
     return {
         "schema": "erbench.run/1", "status": "completed", "task": "imdb", "scale": scale, "method": method, "seed": seed,
         "task_config": {"top_k": 50}, "train": {"kl_coef": config.get("kl_coef", 0.001), "device": "cpu"},
-        "method_config": {"ema_decay": 0.995}, "eval_curve": curve, "resets": list(resets),
+        "method_config": {"ema_decay": config.get("ema_decay", 0.995)}, "eval_curve": curve, "resets": list(resets),
         "final": {"val": curve[-1], "test": {**curve[-1], "reward": reward - 0.01}},
     }
 
@@ -69,7 +69,7 @@ def results(tmp_path):
     runs = [record("elastic", s, 0.80 + 0.01 * s, 120 + s, 5 + s, resets=(3,)) for s in range(3)]
     runs += [record("ppo", s, 0.85 + 0.01 * s, 200 + 2 * s, 20 + s, kl_coef=0.001) for s in range(3)]
     runs += [record("ppo", s, 0.70 + 0.01 * s, 110 + s, 2 + s, kl_coef=0.1) for s in range(3)]
-    runs += [record("reset", s, 0.60, 105.0, 1.0) for s in range(2)]
+    runs += [record("reset", s, 0.60, 105.0, 1.0, ema_decay=1.0) for s in range(2)]  # reset = decay 1.0
     for i, r in enumerate(runs):
         path = folder / "runs" / f"{r['method']}-{i}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def test_bad_files_are_skipped_with_a_warning_and_never_modified(results, tmp_pa
 
 
 @pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
-def test_plots_render_with_one_series_per_method(results, tmp_path, suffix, monkeypatch):
+def test_plots_show_methods_at_their_recipe_settings_and_the_swept_settings_apart(results, tmp_path, suffix, monkeypatch):
     import matplotlib.pyplot as plt
 
     from erbench.report import plots
@@ -139,15 +139,43 @@ def test_plots_render_with_one_series_per_method(results, tmp_path, suffix, monk
     runs, curves = runs_table(records), curves_table(records)
     figures = []
     monkeypatch.setattr(plots, "save", lambda fig, out: (figures.append(fig), fig.savefig(out), out)[-1])
-    out = plots.pareto(runs, curves, "imdb", "perplexity", "reward", tmp_path / f"pareto{suffix}")
+    out = plots.pareto(runs, "imdb", "tiny", "perplexity", "reward", tmp_path / f"pareto{suffix}")
     assert out.stat().st_size > 1000
     legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
-    assert sorted(legend) == ["elastic", "initial model", "ppo", "reset"]
+    assert sorted(legend) == ["elastic (n=3)", "initial model", "ppo (n=3)", "reset (n=2)"]  # ppo at β0 0.001, the recipe's
+    [(x, y)] = [c.get_offsets()[0] for c in figures[0].axes[0].collections if len(c.get_offsets()) == 1 and c.get_label() == "initial model"]
+    assert (x, y) == (100.0, 0.5)
+    plots.ablations(runs, "imdb", "tiny", "perplexity", "reward", tmp_path / f"ablations{suffix}")
+    rows = [t.get_text() for t in figures[1].axes[0].get_yticklabels()]
+    assert rows == ["ppo [β0=0.001] ●recipe  n=3", "ppo [β0=0.1]  n=3"]  # top to bottom: the recipe setting first
+    assert plots.ablations(runs[runs["method"] != "ppo"], "imdb", "tiny", "perplexity", "reward", tmp_path / "none.png") is None
+    plots.pareto(runs, "imdb", "tiny", "kl_to_init", "reward", tmp_path / f"sqrt{suffix}", sqrt_x=True)
+    assert figures[2].axes[0].get_xscale() == "function" and "√" in figures[2].axes[0].get_xlabel()
     out = plots.training_curves(curves, "imdb", tmp_path / f"curves{suffix}")
     assert out.stat().st_size > 1000
-    reward_axis = figures[1].axes[0]
-    assert sorted(t.get_text() for t in reward_axis.get_legend().get_texts()) == ["elastic", "ppo [β0=0.001]", "ppo [β0=0.1]", "reset"]
+    reward_axis = figures[3].axes[0]
+    assert sorted(t.get_text() for t in reward_axis.get_legend().get_texts()) == ["elastic (n=3)", "ppo (n=3)", "reset (n=2)"]
     assert any(line.get_linestyle() == ":" for line in reward_axis.get_lines())  # elastic's reset at iteration 3
+    plt.close("all")
+
+
+def test_curves_put_the_gold_reward_beside_the_proxy(results, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from erbench.report import plots
+    from erbench.report.records import curves_table
+
+    for path in (results / "runs").glob("elastic-*.json"):
+        r = json.loads(path.read_text())
+        for point in r["eval_curve"]:
+            point["reward_gold"] = point["reward"] - 0.1
+        path.write_text(json.dumps(r))
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, out: (figures.append(fig), out)[-1])
+    plots.training_curves(curves_table(read_records(results)), "imdb", tmp_path / "curves.png")
+    assert [ax.get_ylabel() for ax in figures[0].axes[:2]] == ["reward (val)", "gold reward (val)"]
+    gold = [line for line in figures[0].axes[1].get_lines() if line.get_linestyle() == "-"]
+    assert len(gold) == 2 and list(gold[0].get_ydata()) == pytest.approx([0.4])  # elastic only, broken at its reset
     plt.close("all")
 
 
@@ -190,7 +218,7 @@ def test_pareto_plot_draws_interpolation_curves(results, tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
     from erbench.report import plots
-    from erbench.report.records import curves_table, interpolation_table
+    from erbench.report.records import interpolation_table
 
     path = results / "runs" / "elastic-0.json"
     r = json.loads(path.read_text())
@@ -199,8 +227,7 @@ def test_pareto_plot_draws_interpolation_curves(results, tmp_path, monkeypatch):
     records = read_records(results)
     figures = []
     monkeypatch.setattr(plots, "save", lambda fig, out: (figures.append(fig), out)[-1])
-    plots.pareto(runs_table(records), curves_table(records), "imdb", "perplexity", "reward", tmp_path / "p.png",
-                 interpolation_table(records))
+    plots.pareto(runs_table(records), "imdb", "tiny", "perplexity", "reward", tmp_path / "p.png", interpolation_table(records))
     dashed = [line for line in figures[0].axes[0].get_lines() if line.get_linestyle() == "--"]
     assert len(dashed) == 1 and list(dashed[0].get_xdata()) == [100, 110, 120]
     assert "elastic θ(α)" in [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]

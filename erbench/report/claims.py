@@ -7,8 +7,6 @@ probability of improvement P(method run > baseline run). SUPPORTED when the inte
 CONTRADICTED when below, INCONCLUSIVE otherwise; NOT ENOUGH DATA with fewer seeds than the claim declares."""
 
 import dataclasses
-import functools
-import json
 import math
 import tomllib
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from scipy.stats import bootstrap
 from erbench.config import TrainConfig
 from erbench.errors import ErbenchError
 from erbench.registry import load_method_config, registry
-from erbench.report.records import flat_config, setting_label, varying_settings
+from erbench.report.records import flat_config, recipe_default, setting_label, varying_settings
 from erbench.report.tables import drift_metrics, reward_at_level, within
 
 KINDS = ("reward_at_drift",)  # the statistic a claim is judged by; one today
@@ -142,13 +140,6 @@ def load_claims(path: Path) -> tuple[list[Claim], dict]:
     if len({c.id for c in claims}) < len(claims):
         raise ErbenchError(f"{path}: two claims share an id", "give every [[claim]] its own id")
     return claims, parse_levels(data.get("levels", {}))
-
-
-@functools.cache
-def recipe_default(task: str, method: str, scale: str) -> dict:
-    from erbench.runner import resolve_run  # imports torch: only when a claim is judged
-
-    return flat_config(json.loads(json.dumps(resolve_run(task, method, scale, 0, []).to_dict())))  # as a record stores it
 
 
 def select(records: list[dict], side: Side, task: str, scale: str, claim_id: str) -> list[dict]:

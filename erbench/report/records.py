@@ -1,11 +1,13 @@
 """Run records into tables. Reporting only reads records; it never modifies one."""
 
+import functools
 import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
+from erbench.errors import ErbenchError
 from erbench.registry import registry
 from erbench.results import RECORD_SCHEMA
 
@@ -82,6 +84,25 @@ def varying_settings(configs: list[dict], task: str) -> list[str]:
                   and len({json.dumps(c[k]) for c in configs}) > 1) if configs else []
 
 
+@functools.cache
+def recipe_default(task: str, method: str, scale: str) -> dict:
+    """The method's recipe settings at this scale, as flat_config of a record stores them."""
+    from erbench.config import resolve
+
+    return flat_config(json.loads(json.dumps(resolve(task, scale, method, 0, []).to_dict())))
+
+
+def at_recipe_default(record: dict) -> bool:
+    """Whether the run used its method's recipe settings (no --set); fields that are not a setting aside, and a
+    field the record lacks (added to erbench after it ran, with its behaviour as the default) reads as default."""
+    try:
+        default = recipe_default(record["task"], record["method"], record["scale"])
+    except ErbenchError:  # a method or scale this erbench no longer knows
+        return False
+    skip, ran = not_a_setting(record["task"]), flat_config(record)
+    return all(ran.get(key, value) == value for key, value in default.items() if key not in skip)
+
+
 def setting_label(config: dict, keys) -> str:
     return ", ".join(f"{SHORT_NAMES.get(k, k.split('.', 1)[1])}={config[k]}" for k in keys)
 
@@ -111,7 +132,7 @@ def runs_table(records: list[dict], which: str = "final") -> pd.DataFrame:
         point = checkpoint(record, which)
         rows.append({
             "task": record["task"], "scale": record["scale"], "method": record["method"], "setting": label,
-            "seed": record["seed"], "path": record["path"], "iteration": point.get("iteration"),
+            "default": at_recipe_default(record), "seed": record["seed"], "path": record["path"], "iteration": point.get("iteration"),
             **{k: v for k, v in point.items() if isinstance(v, (int, float)) and k not in ("iteration", "resets_so_far")},
             **{f"test_{k}": v for k, v in record["final"].get("test", {}).items() if isinstance(v, (int, float))},
             **{f"initial_{k}": v for k, v in record["eval_curve"][0].items() if isinstance(v, (int, float))},
@@ -123,9 +144,11 @@ def curves_table(records: list[dict]) -> pd.DataFrame:
     """One row per evaluation of every run, with the run's reset iterations."""
     rows = []
     for record, label in zip(records, setting_labels(records)):
+        default = at_recipe_default(record)
         for point in record["eval_curve"]:
             rows.append({"task": record["task"], "scale": record["scale"], "method": record["method"], "setting": label,
-                         "seed": record["seed"], "path": record["path"], "resets": tuple(record.get("resets", [])), **point})
+                         "default": default, "seed": record["seed"], "path": record["path"],
+                         "resets": tuple(record.get("resets", [])), **point})
     return pd.DataFrame(rows)
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from erbench.errors import ErbenchError
+from erbench.report.records import at_recipe_default
 from erbench.results import read_record
 
 SHOWN = ("reward", "reward_gold", "reward_second_rm", "bleu_en", "kl_to_init")  # per-sample numbers, when present
@@ -118,25 +119,12 @@ def print_tables(blocks: list[tuple[str, list]], console) -> None:
         console.print(table)
 
 
-def recipe_default(record: dict) -> bool:
-    """Whether the run used its method's recipe settings (no --set), fields that are not a setting aside."""
-    from erbench.config import resolve
-    from erbench.report.records import flat_config, not_a_setting
-
-    try:
-        default = resolve(record["task"], record["scale"], record["method"], record["seed"], []).to_dict()
-    except ErbenchError:  # a method or scale this erbench no longer knows
-        return False
-    skip, ran = not_a_setting(record["task"]), flat_config(record)
-    return all(ran.get(key) == value for key, value in flat_config(default).items() if key not in skip)
-
-
 def drift_examples(records: list[dict]) -> str:
     """The report's "what drift looks like": per task and scale, the first val prompt, the initial response and each
     method's final one, all from one seed (the one most methods have samples for, so they share the prompt and the
     initial response; recipe settings first). Records without samples (on disk) are left out."""
     with_samples = sorted((r for r in records if "samples_file" in r and Path(r["path"]).with_name(r["samples_file"]).exists()),
-                          key=lambda r: (not recipe_default(r), r["seed"]))
+                          key=lambda r: (not at_recipe_default(r), r["seed"]))
     sections = []
     for task, scale in sorted({(r["task"], r["scale"]) for r in with_samples}):
         here = [r for r in with_samples if (r["task"], r["scale"]) == (task, scale)]
