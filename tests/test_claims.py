@@ -10,7 +10,7 @@ import pytest
 from conftest import assert_one_line_error, erbench
 from erbench.errors import ErbenchError
 from erbench.report.claims import (CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH, SUPPORTED, combine, compare, evaluate,
-                                   load_claims, p_improve, parse_claim)
+                                   load_claims, p_improve, parse_claim, verdict_line)
 from erbench.report.findings import MARKERS
 
 BEGIN, END = MARKERS["findings"]
@@ -139,6 +139,40 @@ def test_a_side_is_its_where_settings_and_the_recipe_default_elsewhere():
     claim = {**CLAIM, "baselines": [{"method": "elastic", "where": {"method.reset_critic": True}}]}
     [verdict] = evaluate(parse_claim(claim), records, LEVELS)
     assert verdict.comparisons[0].seeds == (3, 0)
+
+
+def test_a_change_from_the_initial_model_needs_its_direction_and_its_standard_errors():
+    claim = {"id": "m", "text": "ppo raises reward", "source": "test", "task": "imdb", "kind": "change_from_initial",
+             "method": "ppo", "metric": "reward", "direction": "increase", "min_stderrs": 3, "min_seeds": 3}
+
+    def verdict(finals, **change):
+        [v] = evaluate(parse_claim({**claim, **change}), [run("ppo", s, r) for s, r in enumerate(finals)], LEVELS)
+        return v
+
+    clear = verdict([0.60, 0.61, 0.62, 0.60])  # every run starts at 0.5
+    [c] = clear.comparisons
+    assert clear.verdict == SUPPORTED and c.difference == pytest.approx(0.1075) and 0.0999 <= c.low < c.high <= 0.12
+    assert c.stderrs == pytest.approx(0.1075 / (np.std([0.10, 0.11, 0.12, 0.10], ddof=1) / 2)) and c.p_improve == 1.0
+    assert verdict([0.52, 0.50, 0.55, 0.51]).verdict == INCONCLUSIVE  # an interval above zero, but 1.9 s.e. < 3
+    assert verdict([0.52, 0.50, 0.55, 0.51], min_stderrs=1.5).verdict == SUPPORTED
+    assert verdict([0.40, 0.41, 0.42]).verdict == CONTRADICTED
+    assert verdict([0.40, 0.41, 0.42], direction="decrease").verdict == SUPPORTED
+    assert verdict([0.60, 0.61]).verdict == NOT_ENOUGH
+    assert "+22.5 s.e." in verdict_line(clear) and "ppo final minus initial" in verdict_line(clear)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"metric": "bleu_en"}, "unknown metric 'bleu_en'"),
+    ({"direction": "up"}, "direction = 'up'"),
+    ({"min_stderrs": -1}, "min_stderrs"),
+    ({"direction": None}, "missing direction"),
+])
+def test_a_bad_change_claim_is_refused_naming_the_claim(change, message):
+    claim = {"id": "m", "text": "t", "source": "s", "task": "imdb", "kind": "change_from_initial", "method": "ppo",
+             "metric": "reward", "direction": "increase", "min_seeds": 3, **change}
+    with pytest.raises(ErbenchError, match="claim 'm'") as error:
+        parse_claim({k: v for k, v in claim.items() if v is not None})
+    assert message in str(error.value)
 
 
 # --- claims.toml ---

@@ -4,7 +4,12 @@ Per claim and scale: each run's best val reward within the claim's drift level (
 per baseline the difference of the mean over seeds, method minus baseline, with a 95% stratified bootstrap
 interval (seeds resampled within each side independently, as rliable does; Agarwal et al. 2021) and the
 probability of improvement P(method run > baseline run). SUPPORTED when the interval lies above zero,
-CONTRADICTED when below, INCONCLUSIVE otherwise; NOT ENOUGH DATA with fewer seeds than the claim declares."""
+CONTRADICTED when below, INCONCLUSIVE otherwise; NOT ENOUGH DATA with fewer seeds than the claim declares.
+
+A `change_from_initial` claim asks whether training moves a metric at all (the phenomenon a task exists to show):
+per run, its final val value minus its initial model's (iteration 0), the mean over seeds with a 95% bootstrap
+interval and its size in standard errors; SUPPORTED when the interval excludes zero in the claimed direction and
+the change is at least `min_stderrs` standard errors."""
 
 import dataclasses
 import math
@@ -21,8 +26,11 @@ from erbench.registry import load_method_config, registry
 from erbench.report.records import flat_config, recipe_default, setting_label, varying_settings
 from erbench.report.tables import drift_metrics, reward_at_level, within
 
-KINDS = ("reward_at_drift",)  # the statistic a claim is judged by; one today
-FIELDS = ("id", "text", "source", "task", "kind", "method", "baselines", "drift", "min_seeds")
+COMMON = ("id", "text", "source", "task", "kind", "method", "min_seeds")
+FIELDS = {"reward_at_drift": (*COMMON, "baselines", "drift"),  # the fields each kind of claim needs
+          "change_from_initial": (*COMMON, "metric", "direction")}
+KINDS = tuple(FIELDS)
+DIRECTIONS = ("increase", "decrease")
 # Fixed so that the verdicts (and the README findings CI compares) are the same on every run.
 RESAMPLES, RNG_SEED, CONFIDENCE = 10_000, 0, 0.95
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH = "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "NOT ENOUGH DATA"
@@ -50,6 +58,9 @@ class Claim:
     baselines: tuple[Side, ...]
     drift: str
     min_seeds: int
+    metric: str = ""  # change_from_initial: the metric that moves, which way, and by how many standard errors at least
+    direction: str = ""
+    min_stderrs: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class Comparison:
     high: float
     p_improve: float
     seeds: tuple[int, int]  # runs with a value at the level: method, baseline
+    stderrs: float = float("nan")  # change_from_initial: the mean change over its standard error
 
 
 @dataclass(frozen=True)
@@ -95,14 +107,17 @@ def parse_side(claim_id, value) -> Side:
 
 def parse_claim(raw: dict) -> Claim:
     claim_id = raw.get("id")
-    missing = [f for f in FIELDS if f not in raw]
+    if raw.get("kind") not in KINDS:
+        raise problem(claim_id, f"unknown kind {raw.get('kind')!r}", f"use one of: {', '.join(KINDS)}")
+    fields = FIELDS[raw["kind"]]
+    missing = [f for f in fields if f not in raw]
     if missing:
-        raise problem(claim_id, f"missing {', '.join(missing)}", f"give every [[claim]] the fields {', '.join(FIELDS)}")
-    if raw["kind"] not in KINDS:
-        raise problem(claim_id, f"unknown kind {raw['kind']!r}", f"use one of: {', '.join(KINDS)}")
+        raise problem(claim_id, f"missing {', '.join(missing)}", f"give a {raw['kind']} [[claim]] the fields {', '.join(fields)}")
     tasks = registry().tasks
     if raw["task"] not in tasks:
         raise problem(claim_id, f"unknown task {raw['task']!r}", f"use one of: {', '.join(tasks)}")
+    if raw["kind"] == "change_from_initial":
+        return parse_change(raw)
     if raw["drift"] not in drift_metrics(raw["task"]):
         raise problem(claim_id, f"unknown drift metric {raw['drift']!r} for task {raw['task']}",
                       f"use one of: {', '.join(drift_metrics(raw['task']))}")
@@ -117,6 +132,26 @@ def parse_claim(raw: dict) -> Claim:
             raise problem(claim_id, f"method {side.method!r} does not apply to task {raw['task']}",
                           f"use one of: {', '.join(registry().methods_for(raw['task']))}")
     return Claim(claim_id, raw["text"], raw["source"], raw["task"], raw["kind"], method, baselines, raw["drift"], raw["min_seeds"])
+
+
+def parse_change(raw: dict) -> Claim:
+    claim_id, task = raw["id"], raw["task"]
+    metrics = ("reward", "reward_gold", "reward_second_rm", *drift_metrics(task))
+    if raw["metric"] not in metrics:
+        raise problem(claim_id, f"unknown metric {raw['metric']!r} for task {task}", f"use one of: {', '.join(metrics)}")
+    if raw["direction"] not in DIRECTIONS:
+        raise problem(claim_id, f"direction = {raw['direction']!r}", f"use one of: {', '.join(DIRECTIONS)}")
+    if not isinstance(raw["min_seeds"], int) or raw["min_seeds"] < 2:
+        raise problem(claim_id, f"min_seeds = {raw['min_seeds']!r}", "give an integer >= 2 (an interval needs two runs)")
+    min_stderrs = raw.get("min_stderrs", 0.0)
+    if not isinstance(min_stderrs, (int, float)) or min_stderrs < 0:
+        raise problem(claim_id, f"min_stderrs = {min_stderrs!r}", "give a number >= 0")
+    method = parse_side(claim_id, {"method": raw["method"], "where": raw.get("where", {})})
+    if method.method not in registry().methods_for(task):
+        raise problem(claim_id, f"method {method.method!r} does not apply to task {task}",
+                      f"use one of: {', '.join(registry().methods_for(task))}")
+    return Claim(claim_id, raw["text"], raw["source"], task, raw["kind"], method, (), "", raw["min_seeds"],
+                 raw["metric"], raw["direction"], float(min_stderrs))
 
 
 def parse_levels(raw: dict) -> dict:
@@ -185,6 +220,38 @@ def compare(a, b, min_seeds: int, baseline: str = "") -> Comparison:
     return Comparison(baseline, verdict, difference, low, high, p_improve(a, b), (len(a), len(b)))
 
 
+def mean_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean (the point itself for identical values)."""
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    result = bootstrap((values,), np.mean, n_resamples=RESAMPLES, confidence_level=CONFIDENCE, method="percentile",
+                       rng=np.random.default_rng(RNG_SEED))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def compare_change(changes, claim: Claim) -> Comparison:
+    """The runs' changes from their initial model against zero, in the claimed direction."""
+    changes = np.asarray(changes, float)
+    mean = float(changes.mean()) if len(changes) else float("nan")
+    low, high = mean_interval(changes)
+    stderr = float(changes.std(ddof=1) / math.sqrt(len(changes))) if len(changes) > 1 else float("nan")
+    if len(changes) < 2:
+        stderrs = float("nan")
+    elif stderr > 0:
+        stderrs = mean / stderr
+    else:  # every run moved by the same amount
+        stderrs = math.copysign(math.inf, mean) if mean else 0.0
+    sign = 1 if claim.direction == "increase" else -1
+    if len(changes) < claim.min_seeds:
+        verdict = NOT_ENOUGH
+    elif (low > 0 if sign > 0 else high < 0):
+        verdict = SUPPORTED if sign * stderrs >= claim.min_stderrs else INCONCLUSIVE
+    else:
+        verdict = CONTRADICTED if (high < 0 if sign > 0 else low > 0) else INCONCLUSIVE
+    moved = float(np.mean(sign * changes > 0)) if len(changes) else float("nan")
+    return Comparison("initial model", verdict, mean, low, high, moved, (len(changes), len(changes)), stderrs)
+
+
 def combine(verdicts: list[str]) -> str:
     """Over several baselines: SUPPORTED only if every comparison is, CONTRADICTED if any is."""
     if CONTRADICTED in verdicts:
@@ -204,6 +271,13 @@ def evaluate(claim: Claim, records: list[dict], levels: dict) -> list[Verdict]:
 
 
 def evaluate_scale(claim: Claim, records: list[dict], scale: str, level: float | None) -> Verdict:
+    if claim.kind == "change_from_initial":
+        runs = select(records, claim.method, claim.task, scale, claim.id)
+        pairs = [(r["final"]["val"].get(claim.metric), r["eval_curve"][0].get(claim.metric)) for r in runs]
+        changes = [final - initial for final, initial in pairs if final is not None and initial is not None]
+        note = f"{len(runs) - len(changes)} run(s) without {claim.metric}" if len(changes) < len(runs) else ""
+        comparison = compare_change(changes, claim)
+        return Verdict(claim, scale, None, comparison.verdict, (comparison,), note)
     if level is None:
         return Verdict(claim, scale, None, NOT_ENOUGH, (),
                        f"no {claim.drift} level for scale {scale}: add {claim.drift} = ... under [levels.{claim.task}.{scale}] in claims.toml")
@@ -231,18 +305,23 @@ def signed(value: float) -> str:
 def difference_text(c: Comparison) -> str:
     if math.isnan(c.difference):
         return "–"
-    return f"{signed(c.difference)} " + ("(no interval)" if math.isnan(c.low) else f"[{signed(c.low)}, {signed(c.high)}]")
+    size = "" if math.isnan(c.stderrs) else f", {c.stderrs:+.1f} s.e."
+    return f"{signed(c.difference)} " + ("(no interval)" if math.isnan(c.low) else f"[{signed(c.low)}, {signed(c.high)}]{size}")
 
 
 def level_text(verdict: Verdict) -> str:
     claim = verdict.claim
+    if claim.kind == "change_from_initial":
+        return f"final val {claim.metric} minus the initial model's" + (f", at least {claim.min_stderrs:g} s.e." if claim.min_stderrs else "")
     if verdict.level is None:
         return f"reward at a {claim.drift} level"
     return f"reward at {claim.drift} {within(drift_metrics(claim.task)[claim.drift])} {verdict.level:.4g}"
 
 
-def comparison_text(c: Comparison, min_seeds: int) -> str:
-    p = "–" if math.isnan(c.p_improve) else f"{c.p_improve:.2f}"
+def comparison_text(c: Comparison, claim: Claim) -> str:
+    p, min_seeds = "–" if math.isnan(c.p_improve) else f"{c.p_improve:.2f}", claim.min_seeds
+    if claim.kind == "change_from_initial":  # P(improve) is the share of runs that moved the claimed way
+        return f"vs {c.baseline}: {difference_text(c)}, runs moved {p}, seeds {c.seeds[0]}" + (f" (need {min_seeds})" if c.seeds[0] < min_seeds else "")
     return (f"vs {c.baseline}: {difference_text(c)}, P(improve) {p}, seeds {c.seeds[0]} vs {c.seeds[1]}"
             + (f" (need {min_seeds})" if min(c.seeds) < min_seeds else ""))
 
@@ -250,14 +329,15 @@ def comparison_text(c: Comparison, min_seeds: int) -> str:
 def verdict_line(verdict: Verdict) -> str:
     """The report's line for one claim and scale."""
     claim = verdict.claim
-    evidence = "; ".join([comparison_text(c, claim.min_seeds) for c in verdict.comparisons] + ([verdict.note] if verdict.note else []))
+    evidence = "; ".join([comparison_text(c, claim) for c in verdict.comparisons] + ([verdict.note] if verdict.note else []))
+    statistic = "final minus initial" if claim.kind == "change_from_initial" else "minus baseline"
     return (f"- **{verdict.verdict}** `{claim.id}` (scale {verdict.scale}, {level_text(verdict)}, "
-            f"{claim.method.label()} minus baseline, 95% CI): {claim.text}. {evidence}")
+            f"{claim.method.label()} {statistic}, 95% CI): {claim.text}. {evidence}")
 
 
 def findings_markdown(verdicts: list[Verdict]) -> str:
     """The README's Findings table: a row per comparison; the claim and its verdict on its first row."""
-    rows = ["| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) | seeds |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) (vs initial: runs moved) | seeds |", "|---|---|---|---|---|---|---|---|"]
     for verdict in verdicts:
         claim = verdict.claim
         head = [claim.task, verdict.scale, f"{claim.text} (`{claim.id}`; {level_text(verdict)}, need {claim.min_seeds} seeds)",
@@ -266,6 +346,7 @@ def findings_markdown(verdicts: list[Verdict]) -> str:
             rows.append("| " + " | ".join([*head, "", verdict.note, "", ""]) + " |")
         for i, c in enumerate(verdict.comparisons):
             p = "–" if math.isnan(c.p_improve) else f"{c.p_improve:.2f}"
-            cells = [*(head if i == 0 else [""] * 4), c.baseline, difference_text(c), p, f"{c.seeds[0]} vs {c.seeds[1]}"]
+            seeds = f"{c.seeds[0]}" if claim.kind == "change_from_initial" else f"{c.seeds[0]} vs {c.seeds[1]}"
+            cells = [*(head if i == 0 else [""] * 4), c.baseline, difference_text(c), p, seeds]
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
