@@ -65,6 +65,9 @@ def setting_means(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+GOLD = ("reward_gold",)  # a reward never trained against (IMDB), shown beside the proxy where runs record it
+
+
 def summary(runs: pd.DataFrame, drift_budget: float | None = None, levels: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """Setting-level means plus, per method, `hypervolume` and `reward_at_budget` on the task's default drift,
     and per setting the mean ± s.e. of the runs' reward@<drift> at each stated level (`with_level_rewards`).
@@ -76,7 +79,7 @@ def summary(runs: pd.DataFrame, drift_budget: float | None = None, levels: dict 
     for (task, scale), runs_here in runs.groupby(["task", "scale"], sort=True):
         drifts = drift_metrics(task)
         here_levels = (levels or {}).get(task, {}).get(scale, {})
-        metrics = ["reward", *drifts, *[f"test_{m}" for m in ("reward", *drifts)], *map(level_column, here_levels)]
+        metrics = ["reward", *GOLD, *drifts, *[f"test_{m}" for m in ("reward", *GOLD, *drifts)], *map(level_column, here_levels)]
         table = setting_means(runs_here, [m for m in metrics if m in runs_here])
         if drifts:
             x, direction = next(iter(drifts.items()))
@@ -121,17 +124,21 @@ def markdown(table: pd.DataFrame, notes: dict, published: pd.DataFrame) -> str:
             out.append(f"Final val checkpoint, mean ± s.e. over seeds. Hypervolume on ({note['drift']}, reward) against "
                        f"the reference point ({note['reference'][0]:.4g}, {note['reference'][1]:.4g}) = (worst drift, "
                        f"initial reward); reward@budget = best setting reward with {note['drift']} {note['within']} {note['budget']:.4g}"
+                       + ("; reward_gold = the gold reward, never trained against, over the runs that record it"
+                          if any(g in rows and rows[g].notna().any() for g in GOLD) else "")
                        + ("; reward@level = each run's best val reward along its training path within the level "
                           "(interpolated where it crosses it), mean ± s.e. over seeds" if levels else "") + ".\n")
-        header = ["method", "setting", "seeds", "reward", *drifts, "test reward", *[f"test {d}" for d in drifts],
+        gold = [g for g in GOLD if g in rows and rows[g].notna().any()]
+        header = ["method", "setting", "seeds", "reward", *gold, *drifts, "test reward", *[f"test {g}" for g in gold],
+                  *[f"test {d}" for d in drifts],
                   *[f"reward@{d} {within(drift_metrics(task)[d])} {level:.4g}" for d, level in levels.items()],
                   "reward@budget", "hypervolume"]
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "---|" * len(header))
         for _, row in rows.iterrows():
             cells = [row["method"], row["setting"] or "–", f"{row['n_seeds']} ({row['seeds']})",
-                     fmt(row.get("reward"), row.get("reward_se")), *[fmt(row.get(d), row.get(f"{d}_se")) for d in drifts],
-                     fmt(row.get("test_reward"), row.get("test_reward_se")),
+                     *[fmt(row.get(m), row.get(f"{m}_se")) for m in ("reward", *gold, *drifts)],
+                     *[fmt(row.get(f"test_{m}"), row.get(f"test_{m}_se")) for m in ("reward", *gold)],
                      *[fmt(row.get(f"test_{d}"), row.get(f"test_{d}_se")) for d in drifts],
                      *[fmt(row.get(level_column(d)), row.get(f"{level_column(d)}_se")) for d in levels],
                      fmt(row.get("reward_at_budget"), None), fmt(row.get("hypervolume"), None)]
@@ -139,7 +146,8 @@ def markdown(table: pd.DataFrame, notes: dict, published: pd.DataFrame) -> str:
         pub = published[published["task"] == task] if len(published) else published
         for _, row in pub.iterrows():
             cells = [f"{row['method']} [{row['scale']}]", row["source"], "published",
-                     fmt(row.get("reward"), None), *[fmt(row.get(d), None) for d in drifts], "", *[""] * len(drifts),
+                     fmt(row.get("reward"), None), *[""] * len(gold), *[fmt(row.get(d), None) for d in drifts], "",
+                     *[""] * (len(gold) + len(drifts)),
                      *[""] * len(levels), "", ""]
             out.append("| " + " | ".join(str(c) for c in cells) + " |")
         out.append("")
