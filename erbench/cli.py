@@ -177,7 +177,7 @@ def interpolate(
     """Evaluate (1 - a) * theta0 + a * theta for a run's final policy (and EMA); store the curve in its record."""
     plugins(include_path)
     try:
-        from erbench.methods.interpolation import interpolate as run_interpolation
+        from erbench.interpolate import interpolate as run_interpolation
 
         try:
             weights = [float(a) for a in alphas.split(",")]

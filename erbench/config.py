@@ -10,7 +10,6 @@ Every value is type-checked and range-checked here, before any work starts.
 import dataclasses
 import math
 import re
-import tomllib
 import types
 import typing
 from dataclasses import dataclass

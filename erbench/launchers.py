@@ -23,6 +23,18 @@ from pathlib import Path
 from erbench.errors import ErbenchError
 
 
+@dataclass
+class Outcome:
+    """What a launcher reports of one job."""
+    name: str
+    status: str  # "done" | "failed"
+    error: str | None = None
+    seconds: float = 0.0
+    record: dict | None = None  # returned by launchers whose workers cannot write into the driver's folder
+    samples: str | None = None  # likewise, its samples file
+    log: str | None = None  # likewise, the run's output
+
+
 @dataclass(frozen=True)
 class Settings:
     out: Path  # the driver's record folder
@@ -45,7 +57,6 @@ def last_error_line(text: str) -> str | None:
 def execute(job, record: Path, settings: Settings, env: dict[str, str] | None = None):
     """Run one job to completion in a subprocess; returns its Outcome. Output goes to <record>.log."""
     from erbench import checkpoint
-    from erbench.sweep import Outcome
 
     resume = checkpoint.exists(settings.cache_dir / "checkpoints" / record.stem / "resume")
     command = [sys.executable, "-m", "erbench.cli", *job.run_args(), "--record", str(record),
@@ -101,7 +112,6 @@ def execute_remote(job, settings: Settings):
     import json
 
     from erbench.results import samples_path
-    from erbench.sweep import Outcome
 
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / f"{job.name}.json"
@@ -122,7 +132,6 @@ def execute_remote(job, settings: Settings):
 
 def ray(jobs: list, parallel: int, settings: Settings, finished: Callable, address: str | None = None) -> None:
     """Submit every job as a Ray task; at most `parallel` are in flight (the cluster's resources also limit them)."""
-    from erbench.sweep import Outcome
 
     try:
         import ray as ray_module

@@ -1,5 +1,6 @@
 """Run records: one JSON file per run, always written atomically (temp file + rename)."""
 
+import errno
 import json
 import os
 import platform
@@ -18,19 +19,38 @@ def atomic_write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, allow_nan=True))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """A reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def check_writable(folder: Path, what: str = "run records") -> None:
+    """Fail before any work starts when `folder` cannot be created or written (a probe file is made and removed)."""
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".erbench-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ErbenchError(f"cannot write {what} to {folder}: {e.strerror or e}",
+                           "give --out a folder you can create and write to") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """A reader sees the old file or the new one, never half of one; a full disk is one line naming what was kept."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; a record is meant to be shared
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            kept = "keeps its last complete version" if path.exists() else "was not written"
+            raise ErbenchError(f"no space left on the disk of {path.parent} ({path.name} {kept})",
+                               "free some space or give --out another disk, then run again (--resume continues "
+                               "a run saved with --checkpoint-every)") from None
         raise
 
 

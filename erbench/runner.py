@@ -16,7 +16,7 @@ from erbench.errors import ErbenchError
 from erbench.methods.base import frozen_copy, method_knobs
 from erbench.progress import progress_bar, say
 from erbench.registry import load_method_hook, load_task_class
-from erbench.results import RECORD_SCHEMA, RunRecord, environment
+from erbench.results import RECORD_SCHEMA, RunRecord, check_writable, environment
 from erbench.rl.ppo import PPOTrainer, make_optimizer
 from erbench.trackers import open_tracker
 
@@ -72,6 +72,7 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, r
     `report_to` also logs the run to a tracker (erbench.trackers), in `tracker_dir` (default: beside the record,
     in a folder named after the tracker)."""
     config = json.loads(json.dumps(cfg.to_dict()))  # as a record stores it
+    check_writable(record_path.parent if record_path else out_dir)  # before any asset is built
     task = make_task(cfg, data_dir, cache_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if resume:

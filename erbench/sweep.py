@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from erbench.errors import ErbenchError
-from erbench.results import RECORD_SCHEMA, atomic_write_json, atomic_write_text, samples_path
+from erbench.launchers import Outcome
+from erbench.results import RECORD_SCHEMA, atomic_write_json, atomic_write_text, check_writable, samples_path
 from erbench.trackers import check_tracker
 
 
@@ -33,17 +34,6 @@ class Job:
     def run_args(self) -> list[str]:
         return ["run", self.task, "--method", self.method, "--scale", self.scale, "--seed", str(self.seed),
                 *[arg for item in self.sets for arg in ("--set", item)]]
-
-
-@dataclass
-class Outcome:
-    name: str
-    status: str  # "done" | "failed"
-    error: str | None = None
-    seconds: float = 0.0
-    record: dict | None = None  # returned by launchers whose workers cannot write into the driver's folder
-    samples: str | None = None  # likewise, its samples file
-    log: str | None = None  # likewise, the run's output
 
 
 def load_grid(task: str, name: str) -> dict:
@@ -188,7 +178,7 @@ def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[
             todo.append(job)
     echo(f"sweep {task} grid {grid_name}: {len(all_jobs)} runs, {len(summary['skipped'])} already complete, "
          f"{len(todo)} to run with the {launcher} launcher -> {out}")
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     if launcher == "local":
         prepare_assets(todo, data_dir, cache_dir, echo)
     data = data_dir.resolve() if data_dir else None

@@ -37,6 +37,8 @@ def test_list_names_tasks_methods_and_scales(tmp_path):
     (["run", "imdb", "--method", "elastic", "--set", "train.iterations=two"], "train.iterations takes a int"),
     (["run", "imdb", "--method", "elastic", "--set", "method.kl_reference=ref"], "choose one of: init, ema"),
     (["run", "imdb", "--method", "elastic", "--data-dir", "/nonexistent"], "IMDB data not found"),
+    (["run", "imdb", "--method", "elastic", "--out", "/proc/erbench/runs"], "cannot write run records to /proc/erbench/runs"),
+    (["sweep", "imdb", "--grid", "paper", "--out", "/proc/erbench/sweep"], "cannot write run records to /proc/erbench/sweep"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     result = erbench(*args, cache_dir=tmp_path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from erbench.config import RunConfig
 from erbench.errors import ErbenchError
-from erbench.results import RECORD_SCHEMA, RunRecord, environment
+from erbench.results import RECORD_SCHEMA, RunRecord, check_writable, environment
 
 ALGOS = ("rloo", "grpo")
 
@@ -114,6 +114,7 @@ def run_trl(cfg: RunConfig, algo: str, out_dir: Path, data_dir: Path | None, cac
     from erbench.runner import make_task
 
     main_process = PartialState().is_main_process
+    check_writable(record_path.parent if record_path else out_dir)
     task = make_task(cfg, data_dir, cache_dir)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     method = f"{algo}-{cfg.method}"
