@@ -36,6 +36,25 @@ def erbench(*args: str, cache_dir: Path, timeout: int = 600) -> subprocess.Compl
                           env=env, timeout=timeout)
 
 
+def erbench_in_process(*args: str, cache_dir: Path) -> subprocess.CompletedProcess:
+    """The same command line run inside the test process, for inputs refused before any work starts (a subprocess
+    spends seconds importing torch per case). Not for --include-path, which extends this process's registry."""
+    from typer.testing import CliRunner
+
+    from erbench.cli import app
+
+    assert "--include-path" not in args, "--include-path changes the registry of the process: use erbench()"
+    env = {"ERBENCH_QUIET": "1", "ERBENCH_OFFLINE": "1", "ERBENCH_CACHE": str(cache_dir)}
+    argv, sys.argv = sys.argv, ["erbench", *args]  # what a command echoes back of its own command line
+    try:
+        result = CliRunner().invoke(app, list(args), env=env)
+    finally:
+        sys.argv = argv
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback where a one-line error was due: fail with it
+    return subprocess.CompletedProcess(["erbench", *args], result.exit_code, result.stdout, result.stderr)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
     """Bad input: exit code 2 and a single `error: ...` line naming the problem."""
     assert result.returncode == 2
@@ -56,3 +75,15 @@ def cache_dir(tmp_path_factory) -> Path:
     result = erbench("prepare", "imdb", "--data-dir", str(DATA_DIR), *sets(*FAST), cache_dir=cache)
     assert result.returncode == 0, result.stderr
     return cache
+
+
+ASSET_FIXTURES = {"cache_dir", "translation_cache", "stack_cache"}  # each builds a task's assets with `erbench prepare`
+
+
+def pytest_collection_modifyitems(items):
+    """The end-to-end tier: a test that needs prepared assets (an ASSET_FIXTURES fixture, directly or through another
+    fixture) trains through the real CLI; tests that build their own carry @pytest.mark.e2e.
+    `pytest -m "not e2e"` is the fast tier a contributor runs on every change."""
+    for item in items:
+        if ASSET_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

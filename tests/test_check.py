@@ -43,6 +43,7 @@ def test_check_refuses_an_unknown_run(tmp_path):
     assert out.returncode == 2 and "no run imdb-tiny-nope-seed0 in the reference grid" in out.stderr
 
 
+@pytest.mark.e2e
 def test_the_reference_check_passes_and_catches_a_changed_kl_coefficient(tmp_path):
     """The committed reference run reproduces within its measured tolerances; the KL coefficient 0.5 instead of
     0.001 fails the same check (KL and perplexity move ~4x their tolerance). An EMA decay of 0.9 instead of

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, erbench
+from conftest import assert_one_line_error, erbench_in_process
 from erbench.errors import ErbenchError
 from erbench.report.claims import (CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH, SUPPORTED, combine, compare, evaluate,
                                    load_claims, p_improve, parse_claim, verdict_line)
@@ -233,7 +233,7 @@ def repo(tmp_path):
 
 
 def report(repo, *args):
-    return erbench("report", "--results", str(repo / "results"), "--claims-file", str(repo / "claims.toml"),
+    return erbench_in_process("report", "--results", str(repo / "results"), "--claims-file", str(repo / "claims.toml"),
                    "--published-file", str(REPO / "results" / "published.csv"), "--readme", str(repo / "README.md"),
                    "--report-file", str(repo / "results" / "report.md"), *args, cache_dir=repo)
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import DATA_DIR, FAST, assert_one_line_error, erbench, sets
+from conftest import DATA_DIR, FAST, assert_one_line_error, erbench, erbench_in_process, sets
 
 RUN = ["run", "imdb", "--method", "elastic", "--data-dir", str(DATA_DIR)]
 
@@ -41,7 +41,7 @@ def test_list_names_tasks_methods_and_scales(tmp_path):
     (["sweep", "imdb", "--grid", "paper", "--out", "/proc/erbench/sweep"], "cannot write run records to /proc/erbench/sweep"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
-    result = erbench(*args, cache_dir=tmp_path)
+    result = erbench_in_process(*args, cache_dir=tmp_path)
     assert_one_line_error(result, message)
     assert not (tmp_path / "results").exists()
 

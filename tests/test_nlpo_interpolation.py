@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import DATA_DIR, FAST, erbench, sets
+from conftest import DATA_DIR, FAST, erbench, erbench_in_process, sets
 from erbench.methods.base import frozen_copy
 from erbench.methods.nlpo import Nlpo, NlpoConfig, top_p_mask
 from erbench.rl.policy import Critic, Rollout, response_logits, sample_responses, token_logprobs
@@ -111,7 +111,7 @@ def test_interpolation_endpoints_reproduce_theta0_and_theta(ema_runs, tmp_path, 
 
 def test_interpolate_refuses_bad_input(tmp_path):
     (tmp_path / "x.json").write_text("{}")
-    result = erbench("interpolate", str(tmp_path / "x.json"), cache_dir=tmp_path)
+    result = erbench_in_process("interpolate", str(tmp_path / "x.json"), cache_dir=tmp_path)
     assert result.returncode == 2 and "not an erbench.run/1 run record" in result.stderr
-    result = erbench("interpolate", str(tmp_path / "x.json"), "--alphas", "0,2", cache_dir=tmp_path)
+    result = erbench_in_process("interpolate", str(tmp_path / "x.json"), "--alphas", "0,2", cache_dir=tmp_path)
     assert result.returncode == 2

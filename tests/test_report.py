@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import erbench
+from conftest import erbench, erbench_in_process
 from erbench.report.check import compare
 from erbench.report.pareto import hypervolume, pareto_front, reward_at_drift
 from erbench.report.records import newest_per_seed, read_records, runs_table
@@ -78,7 +78,7 @@ def results(tmp_path):
 
 
 def test_report_numbers_equal_a_direct_pandas_computation(results, tmp_path):
-    out = erbench("report", "--format", "json", "--results", str(results), cache_dir=tmp_path)
+    out = erbench_in_process("report", "--format", "json", "--results", str(results), cache_dir=tmp_path)
     assert out.returncode == 0, out.stderr
     table = pd.DataFrame(json.loads(out.stdout))
     direct = pd.DataFrame([r for p in sorted(results.rglob("*.json")) for r in [json.loads(p.read_text())]])
@@ -95,7 +95,7 @@ def test_report_numbers_equal_a_direct_pandas_computation(results, tmp_path):
 
 
 def test_report_markdown_has_published_rows_claims_and_reward_at_the_levels(results, tmp_path):
-    out = erbench("report", "--published", "--claims", "--results", str(results), cache_dir=tmp_path)
+    out = erbench_in_process("report", "--published", "--claims", "--results", str(results), cache_dir=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "published (RL4LMs)" in out.stdout and "0.6050" in out.stdout
     assert "Lu et al. 2020" not in out.stdout  # published rows only for tasks with records
@@ -122,7 +122,7 @@ def test_bad_files_are_skipped_with_a_warning_and_never_modified(results, tmp_pa
     for name, why in [("corrupt", "not readable JSON"), ("foreign", "not an erbench run record"),
                       ("partial", "not completed"), ("future", "erbench.run/2")]:
         assert any(name in w and why in w for w in warnings), (name, warnings)
-    out = erbench("plot", "--pareto", "--curves", "--results", str(results), cache_dir=tmp_path)
+    out = erbench_in_process("plot", "--pareto", "--curves", "--results", str(results), cache_dir=tmp_path)
     assert out.returncode == 0 and out.stderr.count("warning: skipped") == 4
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in results.rglob("*") if p.is_file() and p.suffix == ".json"}
     assert after == {p: h for p, h in before.items() if p.suffix == ".json"}
@@ -180,9 +180,9 @@ def test_curves_put_the_gold_reward_beside_the_proxy(results, tmp_path, monkeypa
 
 
 def test_plot_refuses_an_unknown_metric_and_format(results, tmp_path):
-    out = erbench("plot", "--pareto", "--x", "bleu", "--results", str(results), cache_dir=tmp_path)
+    out = erbench_in_process("plot", "--pareto", "--x", "bleu", "--results", str(results), cache_dir=tmp_path)
     assert out.returncode == 2 and "no metric 'bleu'" in out.stderr
-    out = erbench("plot", "--pareto", "--out", str(tmp_path / "p.jpg"), "--results", str(results), cache_dir=tmp_path)
+    out = erbench_in_process("plot", "--pareto", "--out", str(tmp_path / "p.jpg"), "--results", str(results), cache_dir=tmp_path)
     assert out.returncode == 2 and ".png, .svg or .pdf" in out.stderr
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import DATA_DIR, FAST, erbench, sets
 
 RUN = ["run", "imdb", "--method", "elastic", "--data-dir", str(DATA_DIR), *sets(*FAST)]
@@ -82,6 +84,7 @@ def test_sigterm_leaves_an_interrupted_record(tmp_path, cache_dir):
     assert record["status"] == "interrupted" and record["error"].startswith("KeyboardInterrupt")
 
 
+@pytest.mark.e2e
 def test_two_prepares_at_once_both_succeed_with_one_asset_folder(tmp_path):
     env = {**os.environ, "ERBENCH_QUIET": "1", "ERBENCH_CACHE": str(tmp_path)}
     command = [sys.executable, "-m", "erbench.cli", "prepare", "imdb", "--data-dir", str(DATA_DIR), *sets(*FAST)]

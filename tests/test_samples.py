@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import DATA_DIR, FAST, assert_one_line_error, erbench, sets
+from conftest import DATA_DIR, FAST, assert_one_line_error, erbench, erbench_in_process, sets
 
 RUN = ["run", "imdb", "--data-dir", str(DATA_DIR), *sets(*FAST)]
 
@@ -62,7 +62,7 @@ def test_samples_command_puts_initial_and_each_run_side_by_side(runs, tmp_path):
     for args, message in [([str(paths["ppo"]), "--iteration", "3"], "no val samples at iteration 3 (iterations 0, 2, 4"),
                           ([str(bare)], "has no samples"), ([str(paths["ppo"]), "--split", "train"], "unknown split"),
                           ([str(out / "missing.json")], "cannot read run record")]:
-        assert_one_line_error(erbench("samples", *args, cache_dir=tmp_path), message)
+        assert_one_line_error(erbench_in_process("samples", *args, cache_dir=tmp_path), message)
 
 
 def test_report_shows_what_drift_looks_like(runs, tmp_path):
@@ -101,7 +101,7 @@ def test_report_to_tensorboard_logs_curves_evaluations_and_samples(runs):
     (["run", "imdb", "--method", "ppo", "--set", "train.eval_samples=-1"], "train.eval_samples must be >= 0"),
 ])
 def test_bad_tracker_or_sample_count_exits_2_with_one_line(tmp_path, args, message):
-    assert_one_line_error(erbench(*args, "--data-dir", str(DATA_DIR), cache_dir=tmp_path), message)
+    assert_one_line_error(erbench_in_process(*args, "--data-dir", str(DATA_DIR), cache_dir=tmp_path), message)
 
 
 def test_no_samples_file_when_none_are_asked_for(tmp_path):

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import DATA_DIR, assert_one_line_error, erbench, sets
+from conftest import DATA_DIR, assert_one_line_error, erbench, erbench_in_process, sets
 from erbench.tasks.stackllama import StackLlamaTask
 
 # RL settings small enough for tests; none of them shapes the prepared assets, so every test shares one prepare.
@@ -107,12 +107,12 @@ def test_cli_runs_stackllama_end_to_end_and_humaneval_needs_consent(stack_cache,
 
 
 def test_bad_stackllama_settings_are_one_line_errors(tmp_path):
-    result = erbench("run", "stackllama", "--method", "elastic", *sets("task.response_min=64", "task.response_max=32"),
-                     cache_dir=tmp_path)
+    result = erbench_in_process("run", "stackllama", "--method", "elastic", *sets("task.response_min=64", "task.response_max=32"),
+                                cache_dir=tmp_path)
     assert_one_line_error(result, "task.response_max")
-    result = erbench("run", "stackllama", "--method", "nlpo", cache_dir=tmp_path)
+    result = erbench_in_process("run", "stackllama", "--method", "nlpo", cache_dir=tmp_path)
     assert_one_line_error(result, "does not apply to task stackllama")
-    result = erbench("prepare", "stackllama", "--data-dir", str(tmp_path / "nowhere"), cache_dir=tmp_path)
+    result = erbench_in_process("prepare", "stackllama", "--data-dir", str(tmp_path / "nowhere"), cache_dir=tmp_path)
     assert_one_line_error(result, "Stack Exchange data folder")
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import DATA_DIR, FAST, assert_one_line_error, erbench, sets
+from conftest import DATA_DIR, FAST, assert_one_line_error, erbench, erbench_in_process, sets
 
 GRID = 'methods = ["ppo", "elastic"]\n'
 
@@ -80,7 +80,7 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, cache_dir):
     (["--grid", "paper", "--set", "method.ema_decay=2"], "method.ema_decay must be in [0, 1]"),
 ])
 def test_bad_sweep_input_exits_2_with_one_line(tmp_path, args, message):
-    result = erbench("sweep", "imdb", "--seeds", "1", "--out", str(tmp_path / "out"), *args, cache_dir=tmp_path)
+    result = erbench_in_process("sweep", "imdb", "--seeds", "1", "--out", str(tmp_path / "out"), *args, cache_dir=tmp_path)
     assert_one_line_error(result, message)
     assert not (tmp_path / "out").exists()
 

@@ -9,7 +9,7 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 
-from conftest import DATA_DIR, assert_one_line_error, erbench, sets
+from conftest import DATA_DIR, assert_one_line_error, erbench, erbench_in_process, sets
 from erbench.errors import ErbenchError
 from erbench.metrics.bleu import corpus_bleu, sil_bleu
 from erbench.models.seq2seq import BOS, EOS, PAD, GruLM, Seq2SeqAgent
@@ -182,7 +182,7 @@ def test_game_runs_end_to_end_through_the_cli(translation_cache, tmp_path):
     (["prepare", "translation", "--scale", "paper", "--data-dir", "/nonexistent"], "IWSLT'16 fr-en training files not found"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
-    result = erbench(*args, cache_dir=tmp_path)
+    result = erbench_in_process(*args, cache_dir=tmp_path)
     assert_one_line_error(result, message)
 
 

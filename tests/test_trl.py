@@ -137,9 +137,9 @@ def test_run_with_rloo_writes_a_run_record(tmp_path, cache_dir):
     (["--method", "elastic", "--algo", "rloo", "--resume"], "not available with --algo rloo"),
 ])
 def test_bad_algo_input_exits_2(tmp_path, args, message):
-    from conftest import erbench
+    from conftest import erbench_in_process
 
-    result = erbench("run", "imdb", *args, cache_dir=tmp_path)
+    result = erbench_in_process("run", "imdb", *args, cache_dir=tmp_path)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
