@@ -130,13 +130,17 @@ def execute_remote(job, settings: Settings):
         return outcome
 
 
-def ray(jobs: list, parallel: int, settings: Settings, finished: Callable, address: str | None = None) -> None:
-    """Submit every job as a Ray task; at most `parallel` are in flight (the cluster's resources also limit them)."""
-
+def require_ray():
     try:
         import ray as ray_module
     except ImportError:
         raise ErbenchError("the Ray launcher needs Ray", "pip install erbench[ray]") from None
+    return ray_module
+
+
+def ray(jobs: list, parallel: int, settings: Settings, finished: Callable, address: str | None = None) -> None:
+    """Submit every job as a Ray task; at most `parallel` are in flight (the cluster's resources also limit them)."""
+    ray_module = require_ray()
     try:
         ray_module.init(address=address, log_to_driver=False, include_dashboard=False)
     except Exception as e:

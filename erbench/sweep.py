@@ -163,6 +163,8 @@ def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[
         raise ErbenchError(f"--jobs {jobs}", "give at least 1 job")
     if launcher not in ("local", "ray"):
         raise ErbenchError(f"unknown launcher '{launcher}'", "use --launcher local or --launcher ray")
+    if launcher == "ray":
+        launchers.require_ray()  # before anything is written
     check_tracker(report_to)
     if address and launcher != "ray":
         raise ErbenchError("--address is for the Ray launcher", "add --launcher ray, or drop --address")

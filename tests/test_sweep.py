@@ -166,5 +166,6 @@ def test_a_missing_extra_is_named_in_one_line(tmp_path, module, args, message):
     (tmp_path / f"{module}.py").write_text("raise ImportError('not installed')\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "ERBENCH_QUIET": "1", "ERBENCH_CACHE": str(tmp_path / "cache")}
     result = subprocess.run([sys.executable, "-m", "erbench.cli", *args, "--data-dir", str(tmp_path / "no-data")],
-                            capture_output=True, text=True, env=env, timeout=300)
+                            capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "results").exists()  # refused before anything is written
