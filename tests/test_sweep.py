@@ -169,3 +169,12 @@ def test_a_missing_extra_is_named_in_one_line(tmp_path, module, args, message):
                             capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "results").exists()  # refused before anything is written
+
+
+def test_the_translation_claims_grid_writes_the_paper_grids_records():
+    """Run first, skipped later: each run of `claims` has the name the paper grid gives the same configuration."""
+    from erbench.sweep import expand, load_grid
+
+    claims = {job.name for job in expand("translation", load_grid("translation", "claims"), "tiny", 5, [])}
+    paper = {job.name for job in expand("translation", load_grid("translation", "paper"), "tiny", 5, [])}
+    assert len(claims) == 20 and claims <= paper
