@@ -142,9 +142,12 @@ def training_curves(curves: pd.DataFrame, task: str, out: Path) -> Path:
                 seeds = int(group[group[metric].notna()]["seed"].nunique())
                 for index in np.unique(segment):
                     inside = segment == index
-                    ax.plot(iterations[inside], mean[inside], color=palette[method], linewidth=1.2,
-                            label=f"{method} (n={seeds})" if index == segment[0] and row == 0 else None)
-                    ax.fill_between(iterations[inside], (mean - sem)[inside], (mean + sem)[inside], color=palette[method], alpha=0.2)
+                    ax.plot(iterations[inside], mean[inside], color=palette[method], linewidth=1.2, marker="o", markersize=2.5,
+                            label=f"{method} (n={seeds})" if index == segment[0] and row == 0 else None)  # markers: a segment may be one evaluation
+                    if inside.sum() == 1:  # a band needs two points: one evaluation between resets gets a bar
+                        ax.errorbar(iterations[inside], mean[inside], yerr=sem[inside], fmt="none", ecolor=palette[method], alpha=0.5, capsize=2)
+                    else:
+                        ax.fill_between(iterations[inside], (mean - sem)[inside], (mean + sem)[inside], color=palette[method], alpha=0.2)
                 for reset in resets:
                     ax.axvline(reset, color=palette[method], linestyle=":", linewidth=0.8, alpha=0.7)
         for row, metric in enumerate(metrics):
