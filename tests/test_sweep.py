@@ -171,10 +171,11 @@ def test_a_missing_extra_is_named_in_one_line(tmp_path, module, args, message):
     assert not (tmp_path / "results").exists()  # refused before anything is written
 
 
-def test_the_translation_claims_grid_writes_the_paper_grids_records():
+@pytest.mark.parametrize("task, runs", [("imdb", 7 * 5 + 4 * 3), ("translation", 4 * 5), ("stackllama", 2 * 5)])
+def test_a_claims_grid_writes_the_paper_grids_records(task, runs):
     """Run first, skipped later: each run of `claims` has the name the paper grid gives the same configuration."""
     from erbench.sweep import expand, load_grid
 
-    claims = {job.name for job in expand("translation", load_grid("translation", "claims"), "tiny", 5, [])}
-    paper = {job.name for job in expand("translation", load_grid("translation", "paper"), "tiny", 5, [])}
-    assert len(claims) == 20 and claims <= paper
+    claims = {job.name for job in expand(task, load_grid(task, "claims"), "tiny", 5, [])}
+    paper = {job.name for job in expand(task, load_grid(task, "paper"), "tiny", 5, [])}
+    assert len(claims) == runs and claims <= paper
