@@ -99,6 +99,16 @@ def test_a_scale_without_a_level_is_not_enough_data_naming_the_level():
     assert verdict.verdict == NOT_ENOUGH and "[levels.imdb.tiny]" in verdict.note and "perplexity" in verdict.note
 
 
+def test_a_claim_is_judged_only_at_its_scales():
+    """A claim whose drift metric sits at a floor at tiny (HumanEval pass@1) declares where it is judged instead."""
+    records = [run(m, s, r, scale=scale) for scale in ("tiny", "small") for m, r in (("elastic", 0.8), ("ppo", 0.6)) for s in range(3)]
+    levels = {"imdb": {"tiny": {"perplexity": 150.0}, "small": {"perplexity": 150.0}}}
+    [verdict] = evaluate(parse_claim({**CLAIM, "scales": ["small"]}), records, levels)
+    assert verdict.scale == "small" and verdict.verdict == SUPPORTED
+    [verdict] = evaluate(parse_claim({**CLAIM, "scales": ["paper"]}), records, levels)
+    assert verdict.verdict == NOT_ENOUGH and "at scale paper" in verdict.note
+
+
 def test_runs_starting_beyond_the_level_are_left_out():
     verdict = judge([0.8] * 3, [0.6] * 3, levels={"imdb": {"tiny": {"perplexity": 90.0}}})
     assert verdict.verdict == NOT_ENOUGH and verdict.comparisons[0].seeds == (0, 0) and "6 run(s)" in verdict.note
@@ -185,6 +195,7 @@ def test_a_bad_change_claim_is_refused_naming_the_claim(change, message):
     ({"baselines": [{"method": "ppo", "where": {"train.kl_coeff": 1}}]}, "unknown setting 'train.kl_coeff'"),
     ({"min_seeds": 1}, "min_seeds"),
     ({"drift": None}, "missing drift"),
+    ({"scales": "tiny"}, "scales = 'tiny'"),
 ])
 def test_a_bad_claim_is_refused_naming_the_claim(change, message):
     claim = {k: v for k, v in {**CLAIM, **change}.items() if v is not None}

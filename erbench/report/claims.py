@@ -61,6 +61,7 @@ class Claim:
     metric: str = ""  # change_from_initial: the metric that moves, which way, and by how many standard errors at least
     direction: str = ""
     min_stderrs: float = 0.0
+    scales: tuple[str, ...] = ()  # where the claim is judged (empty: every scale with records), e.g. where its drift metric is not at a floor
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,13 @@ def parse_side(claim_id, value) -> Side:
     return Side(entry["method"], tuple(sorted(entry.get("where", {}).items())))
 
 
+def parse_scales(claim_id, raw: dict) -> tuple[str, ...]:
+    scales = raw.get("scales", [])
+    if not isinstance(scales, list) or not all(isinstance(s, str) and s for s in scales):
+        raise problem(claim_id, f"scales = {scales!r}", 'write scales = ["small", "paper"] (the scales the claim is judged at), or leave it out for all')
+    return tuple(scales)
+
+
 def parse_claim(raw: dict) -> Claim:
     claim_id = raw.get("id")
     if raw.get("kind") not in KINDS:
@@ -131,7 +139,8 @@ def parse_claim(raw: dict) -> Claim:
         if side.method not in registry().methods_for(raw["task"]):
             raise problem(claim_id, f"method {side.method!r} does not apply to task {raw['task']}",
                           f"use one of: {', '.join(registry().methods_for(raw['task']))}")
-    return Claim(claim_id, raw["text"], raw["source"], raw["task"], raw["kind"], method, baselines, raw["drift"], raw["min_seeds"])
+    return Claim(claim_id, raw["text"], raw["source"], raw["task"], raw["kind"], method, baselines, raw["drift"], raw["min_seeds"],
+                 scales=parse_scales(claim_id, raw))
 
 
 def parse_change(raw: dict) -> Claim:
@@ -151,7 +160,7 @@ def parse_change(raw: dict) -> Claim:
         raise problem(claim_id, f"method {method.method!r} does not apply to task {task}",
                       f"use one of: {', '.join(registry().methods_for(task))}")
     return Claim(claim_id, raw["text"], raw["source"], task, raw["kind"], method, (), "", raw["min_seeds"],
-                 raw["metric"], raw["direction"], float(min_stderrs))
+                 raw["metric"], raw["direction"], float(min_stderrs), parse_scales(claim_id, raw))
 
 
 def parse_levels(raw: dict) -> dict:
@@ -262,11 +271,13 @@ def combine(verdicts: list[str]) -> str:
 
 
 def evaluate(claim: Claim, records: list[dict], levels: dict) -> list[Verdict]:
-    """One verdict per scale with records of the claim's task and methods."""
+    """One verdict per scale (of the claim's scales) with records of the claim's task and methods."""
     methods = {side.method for side in (claim.method, *claim.baselines)}
-    scales = sorted({r["scale"] for r in records if r["task"] == claim.task and r["method"] in methods})
+    scales = sorted({r["scale"] for r in records if r["task"] == claim.task and r["method"] in methods
+                     and (not claim.scales or r["scale"] in claim.scales)})
     if not scales:
-        return [Verdict(claim, "–", None, NOT_ENOUGH, (), f"no {claim.task} records of {', '.join(sorted(methods))}")]
+        at = f" at scale {' or '.join(claim.scales)}" if claim.scales else ""
+        return [Verdict(claim, "–", None, NOT_ENOUGH, (), f"no {claim.task} records of {', '.join(sorted(methods))}{at}")]
     return [evaluate_scale(claim, records, scale, levels.get(claim.task, {}).get(scale, {}).get(claim.drift)) for scale in scales]
 
 
