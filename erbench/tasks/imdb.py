@@ -17,7 +17,6 @@ Assets per scale (built once by `prepare`, cached under a key of the fields that
 
 import functools
 import math
-import pickle
 import re
 import tarfile
 import time
@@ -33,6 +32,7 @@ from erbench.errors import ErbenchError
 from erbench.metrics.diversity import distinct_n
 from erbench.metrics.perplexity import perplexity
 from erbench.models.causal_lm import pretrain_causal_lm, token_stream
+from erbench.models.text_classifier import load_classifier, save_classifier, sentiment_classifier
 from erbench.progress import say
 from erbench.rl.kl import exact_kl
 from erbench.tasks.base import Task
@@ -43,7 +43,7 @@ END_OF_TEXT = "<|endoftext|>"
 # Fields that shape the prepared assets: changing one of them rebuilds, changing others does not.
 ASSET_FIELDS = ("policy", "tokenizer", "vocab_size", "lm_layers", "lm_width", "lm_heads", "lm_context",
                 "lm_train_tokens", "lm_batch_size", "lm_lr", "reward", "gold_reward")
-LOCAL_CLASSIFIERS = {"tfidf": "reward.pkl", "naive-bayes": "gold.pkl"}  # trained by `prepare`; else a hub id
+LOCAL_CLASSIFIERS = {"tfidf": "reward.npz", "naive-bayes": "gold.npz"}  # trained by `prepare`; else a hub id
 
 
 @dataclass(frozen=True)
@@ -198,23 +198,6 @@ def pretrain_lm(cfg: ImdbConfig, stream: torch.Tensor, vocab_size: int, eot_id: 
                               cfg.lm_batch_size, cfg.lm_lr, device, cfg.lm_compile)
 
 
-def sentiment_classifier(kind: str):
-    """An untrained scikit-learn pipeline: the proxy reward ("tfidf") or the gold reward ("naive-bayes")."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.naive_bayes import MultinomialNB
-    from sklearn.pipeline import make_pipeline
-
-    if kind == "tfidf":
-        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), max_features=200_000, sublinear_tf=True),
-                             LogisticRegression(C=4.0, max_iter=1000))
-    # A generative model on presence features: its errors differ from the proxy's. Naive Bayes' own
-    # probabilities saturate at 0 and 1; Platt scaling (3-fold) makes them a graded reward.
-    return make_pipeline(CountVectorizer(ngram_range=(1, 3), binary=True, min_df=2),
-                         CalibratedClassifierCV(MultinomialNB(alpha=0.5), method="sigmoid", cv=3))
-
-
 def train_classifier(kind: str, splits: ImdbSplits, prefix: str):
     classifier = sentiment_classifier(kind)
     texts, labels = zip(*splits.train)
@@ -295,15 +278,17 @@ class ImdbTask(Task):
                 t0 = time.perf_counter()
                 say(f"training the {kind} {prefix.replace('_', ' ')} on the 20k train split")
                 classifier, accuracy = train_classifier(kind, splits, prefix)
-                with open(tmp / LOCAL_CLASSIFIERS[kind], "wb") as f:
-                    pickle.dump(classifier, f)
+                save_classifier(kind, classifier, tmp / LOCAL_CLASSIFIERS[kind])
                 meta.update(accuracy, **{f"{prefix}_seconds": time.perf_counter() - t0})
         return meta
 
     def load_reward(self, kind: str):
         if kind in LOCAL_CLASSIFIERS:
-            with open(self.asset_dir / LOCAL_CLASSIFIERS[kind], "rb") as f:
-                return LocalClassifierReward(pickle.load(f))
+            path = self.asset_dir / LOCAL_CLASSIFIERS[kind]
+            if not path.exists() and path.with_suffix(".pkl").exists():  # built before the classifiers were data
+                raise ErbenchError(f"{path.with_suffix('.pkl')} is a pickled classifier, which erbench no longer reads "
+                                   "(a pickle runs code)", "run `erbench prepare imdb --force` to rebuild it as data")
+            return LocalClassifierReward(load_classifier(kind, path))
         return HubClassifierReward(kind, self.device)
 
     # --- load: models, reward and encoded prompts for a run --------------------------------------
@@ -323,7 +308,7 @@ class ImdbTask(Task):
                 model = AutoModelForCausalLM.from_pretrained(cfg.policy)
             self.reward = self.load_reward(cfg.reward)
             self.gold_reward = None if cfg.gold_reward == "none" else self.load_reward(cfg.gold_reward)
-        except (OSError, pickle.UnpicklingError, EOFError) as e:
+        except OSError as e:
             raise ErbenchError(f"cannot load IMDB models: {e}", f"run `erbench prepare imdb --force` (assets: {self.asset_dir}), "
                                "or check the hub id and your network for the paper scale") from None
         self.eot_id = self.tokenizer.token_to_id(END_OF_TEXT)
