@@ -14,7 +14,7 @@ from erbench.errors import ErbenchError
 from erbench.metrics.bleu import corpus_bleu, sil_bleu
 from erbench.models.seq2seq import BOS, EOS, PAD, GruLM, Seq2SeqAgent
 from erbench.rl.policy import Seq2SeqRollout
-from erbench.tasks.translation import as_sentences, split_parts, translate
+from erbench.tasks.translation import as_sentences, load_module, save_module, split_parts, translate
 
 # Shrunken tiny assets: pretraining on 300 pairs for one epoch, a 300-piece BPE; a few game iterations.
 FAST_TRANSLATION = [
@@ -83,6 +83,20 @@ def test_an_agent_overfits_a_handful_of_pairs():
         losses.append(loss.item())
     assert losses[-1] < 0.1 * losses[0]
     assert hyp() == refs and bleu_before < 50
+
+
+@pytest.mark.parametrize("cls", [Seq2SeqAgent, GruLM])
+def test_a_cached_module_is_safetensors_and_comes_back_exactly(cls, tmp_path):
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    module = cls(vocab_size=40, emb=8, hid=16)
+    save_module(module, tmp_path / "m.safetensors")
+    with safe_open(str(tmp_path / "m.safetensors"), "pt") as stored:  # weights and JSON only: nothing to unpickle
+        assert json.loads(stored.metadata()["config"]) == module.config
+    loaded = load_module(cls, tmp_path / "m.safetensors", torch.device("cpu"))
+    assert type(loaded) is cls and loaded.state_dict().keys() == module.state_dict().keys()
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in module.state_dict().items())
 
 
 def test_messages_obey_length_limits_and_log_probs_match_sampling():

@@ -24,6 +24,7 @@ import copy
 import functools
 import gzip
 import io
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -259,13 +260,20 @@ def lm_nll(lm: GruLM, sentences: torch.Tensor) -> float:
 
 
 def save_module(module: torch.nn.Module, path: Path) -> None:
-    torch.save({"config": module.config, "state": module.state_dict()}, path)
+    """Weights as safetensors (data, never code) with the constructor's arguments as JSON metadata."""
+    from safetensors.torch import save_model
+
+    save_model(module, str(path), metadata={"config": json.dumps(module.config)})
 
 
 def load_module(cls, path: Path, device) -> torch.nn.Module:
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    module = cls(**saved["config"])
-    module.load_state_dict(saved["state"])
+    from safetensors import safe_open
+    from safetensors.torch import load_model
+
+    with safe_open(str(path), "pt") as stored:
+        config = json.loads(stored.metadata()["config"])
+    module = cls(**config)
+    load_model(module, str(path))
     return module.to(device).eval()
 
 
@@ -320,7 +328,7 @@ class TranslationTask(Task):
             source_lang, target_lang = pair.split("-")
             agent, stats = pretrain_agent(pair.replace("-", "_"), cfg, encode(sp, src), encode(sp, tgt),
                                           encode(sp, val[source_lang]), val[target_lang], sp, device)
-            save_module(agent, tmp / f"{pair}.pt")
+            save_module(agent, tmp / f"{pair}.safetensors")
             agents[pair] = agent
             meta.update(stats)
         messages = translate(agents["fr-en"], encode(sp, val["fr"]), device, max_tokens=cfg.max_message_tokens,
@@ -331,7 +339,7 @@ class TranslationTask(Task):
 
         english = text["fr-en"][1] + text["en-de"][0]
         lm, stats = train_english_lm(cfg, encode(sp, english), encode(sp, val["en"]), sp.get_piece_size(), device)
-        save_module(lm, tmp / "en-lm.pt")
+        save_module(lm, tmp / "en-lm.safetensors")
         meta.update(stats)
         return meta
 
@@ -340,14 +348,15 @@ class TranslationTask(Task):
     def load_policy(self) -> Seq2SeqAgent:
         """Load the pretrained agents and the LM; the FR->EN agent (returned) becomes the policy."""
         import sentencepiece as spm
+        from safetensors import SafetensorError
 
         cfg = self.cfg
         try:
             self.sp = spm.SentencePieceProcessor(model_file=str(self.asset_dir / "spm.model"))
-            policy = load_module(Seq2SeqAgent, self.asset_dir / "fr-en.pt", self.device)
-            self.listener = load_module(Seq2SeqAgent, self.asset_dir / "en-de.pt", self.device)
-            self.english_lm = load_module(GruLM, self.asset_dir / "en-lm.pt", self.device)
-        except (OSError, RuntimeError, KeyError) as e:
+            policy = load_module(Seq2SeqAgent, self.asset_dir / "fr-en.safetensors", self.device)
+            self.listener = load_module(Seq2SeqAgent, self.asset_dir / "en-de.safetensors", self.device)
+            self.english_lm = load_module(GruLM, self.asset_dir / "en-lm.safetensors", self.device)
+        except (OSError, RuntimeError, KeyError, ValueError, SafetensorError) as e:  # missing, damaged, foreign
             raise ErbenchError(f"cannot load the translation agents: {e}",
                                f"run `erbench prepare translation --force` (assets: {self.asset_dir})") from None
         self.listener.requires_grad_(cfg.listener_learns)
