@@ -1,0 +1,54 @@
+"""The paper scale runs offline on stand-ins in the hub's own layout (folders written by `save_pretrained`): the code a
+user with the hub runs, with every hub id given as a local folder and the budgets cut to two iterations."""
+
+import json
+
+import pytest
+
+from conftest import DATA_DIR, erbench, sets
+
+pytestmark = pytest.mark.e2e
+
+
+def gpt2_tokenizer(pad: bool):
+    from transformers import GPT2TokenizerFast
+
+    tokenizer = GPT2TokenizerFast.from_pretrained(DATA_DIR / "gpt2-tokenizer")  # the GPT-2 files, vocab.json and merges.txt
+    if pad:  # a classifier pads its batch
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def imdb_stand_ins(tmp_path_factory):
+    """lvwerra/gpt2-imdb, lvwerra/distilbert-imdb and the gold classifier as tiny random models in their hub layout."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+
+    root = tmp_path_factory.mktemp("hub")
+    torch.manual_seed(0)
+    tokenizer = gpt2_tokenizer(pad=False)
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=128)).save_pretrained(root / "gpt2-imdb")
+    tokenizer.save_pretrained(root / "gpt2-imdb")
+    classifier = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=tokenizer.vocab_size, n_layers=1, dim=32, n_heads=2, hidden_dim=64, num_labels=2,
+        pad_token_id=tokenizer.eos_token_id))
+    classifier.save_pretrained(root / "distilbert-imdb")
+    gpt2_tokenizer(pad=True).save_pretrained(root / "distilbert-imdb")
+    return root
+
+
+def test_imdb_paper_scale_runs_offline_on_stand_ins(imdb_stand_ins, tmp_path):
+    record = tmp_path / "run.json"
+    result = erbench("run", "imdb", "--scale", "paper", "--method", "elastic", "--data-dir", str(DATA_DIR),
+                     "--record", str(record),
+                     *sets(f"task.policy={imdb_stand_ins / 'gpt2-imdb'}", f"task.reward={imdb_stand_ins / 'distilbert-imdb'}",
+                           f"task.gold_reward={imdb_stand_ins / 'distilbert-imdb'}", "task.eval_prompts=8", "task.test_prompts=8",
+                           "task.ppl_reviews=5", "train.iterations=2", "train.rollout_prompts=8", "train.num_minibatches=2"),
+                     cache_dir=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    run = json.loads(record.read_text())
+    assert run["status"] == "completed" and run["scale"] == "paper" and run["resets"] == [1]  # the paper's first reset
+    assert run["task_config"]["policy"].endswith("gpt2-imdb") and run["method_config"]["reset_every"] == 17
+    final = run["final"]["val"]
+    assert all(0.0 <= final[key] <= 1.0 for key in ("reward", "reward_gold")) and final["perplexity"] > 1.0
