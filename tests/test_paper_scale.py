@@ -52,3 +52,35 @@ def test_imdb_paper_scale_runs_offline_on_stand_ins(imdb_stand_ins, tmp_path):
     assert run["task_config"]["policy"].endswith("gpt2-imdb") and run["method_config"]["reset_every"] == 17
     final = run["final"]["val"]
     assert all(0.0 <= final[key] <= 1.0 for key in ("reward", "reward_gold")) and final["perplexity"] > 1.0
+
+
+@pytest.fixture(scope="module")
+def iwslt_data_dir(tmp_path_factory):
+    """A data folder with Multi30k (linked) and IWSLT'16-format training files, `train.tags.<pair>.<lang>` with the
+    release's <...> metadata lines, written from Multi30k train sentences."""
+    import gzip
+
+    root = tmp_path_factory.mktemp("data")
+    (root / "multi30k").symlink_to(DATA_DIR / "multi30k")
+    raw = DATA_DIR / "multi30k" / "task1" / "raw"
+    lines = {lang: gzip.open(raw / f"train.{lang}.gz", "rt", encoding="utf-8").read().splitlines()[:300] for lang in ("fr", "en", "de")}
+    for pair in ("fr-en", "en-de"):
+        (root / "iwslt" / pair).mkdir(parents=True)
+        for lang in pair.split("-"):
+            talk = ["<url>http://www.ted.com/talks/a_talk</url>", "<talkid>1</talkid>", *lines[lang], "</doc>"]
+            (root / "iwslt" / pair / f"train.tags.{pair}.{lang}").write_text("\n".join(talk) + "\n", encoding="utf-8")
+    return root
+
+
+def test_translation_paper_scale_pretrains_on_iwslt_offline(iwslt_data_dir, tmp_path):
+    record = tmp_path / "run.json"
+    small = ["task.vocab_size=300", "task.agent_emb=16", "task.agent_hid=16", "task.pretrain_epochs=1", "task.lm_emb=16",
+             "task.lm_hid=16", "task.lm_epochs=1", "task.game_sentences=64", "task.eval_sentences=16", "task.test_sentences=16",
+             "train.iterations=2", "train.rollout_prompts=8", "train.eval_every=1"]
+    result = erbench("run", "translation", "--scale", "paper", "--method", "elastic", "--data-dir", str(iwslt_data_dir),
+                     "--record", str(record), *sets(*small), cache_dir=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    run = json.loads(record.read_text())
+    assert run["status"] == "completed" and run["task_config"]["pretrain_corpus"] == "iwslt"
+    assert run["assets"]["pretrain_pairs"] == {"fr-en": 300, "en-de": 300}  # the IWSLT lines, metadata dropped
+    assert all(key in run["final"]["val"] for key in ("reward", "bleu_en", "kl_to_init"))
