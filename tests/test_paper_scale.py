@@ -84,3 +84,53 @@ def test_translation_paper_scale_pretrains_on_iwslt_offline(iwslt_data_dir, tmp_
     assert run["status"] == "completed" and run["task_config"]["pretrain_corpus"] == "iwslt"
     assert run["assets"]["pretrain_pairs"] == {"fr-en": 300, "en-de": 300}  # the IWSLT lines, metadata dropped
     assert all(key in run["final"]["val"] for key in ("reward", "bleu_en", "kl_to_init"))
+
+
+@pytest.fixture(scope="module")
+def stack_stand_ins(tmp_path_factory):
+    """huggyllama/llama-7b, the SFT and RM LoRA adapters, the second (merged) RM and lvwerra/stack-exchange-paired as
+    a tiny random LLaMA, PEFT adapters saved on it, and parquet files in the data set's data/<split>/ layout."""
+    import pandas as pd
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+    root = tmp_path_factory.mktemp("hub")
+    torch.manual_seed(0)
+    tokenizer = gpt2_tokenizer(pad=False)
+    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+    for name, model in (("llama-7b", LlamaForCausalLM(config)), ("rm-merged", LlamaForSequenceClassification(LlamaConfig(**config.to_dict(), num_labels=1)))):
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    base = LlamaForCausalLM.from_pretrained(root / "llama-7b")
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")).save_pretrained(root / "se-peft")
+    classifier = LlamaForSequenceClassification.from_pretrained(root / "llama-7b", num_labels=1)
+    get_peft_model(classifier, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS")).save_pretrained(root / "se-rm-peft")
+    for split in ("finetune", "reward", "rl", "evaluation"):
+        rows = [{"qid": i, "question": f"How do I sort a list of {i} numbers in Python?",
+                 "response_j": f"Use sorted(xs) or xs.sort(); both take a key function. ({i})",
+                 "response_k": f"Write a loop. ({i})", "date": "2023/01/01", "metadata": ["https://stackoverflow.com"]}
+                for i in range(40)]
+        (root / "stack-exchange-paired" / "data" / split).mkdir(parents=True)
+        pd.DataFrame(rows).to_parquet(root / "stack-exchange-paired" / "data" / split / "train-00000.parquet")
+    return root
+
+
+def test_stackllama_paper_scale_runs_offline_on_stand_ins(stack_stand_ins, tmp_path):
+    record, hub = tmp_path / "run.json", stack_stand_ins
+    result = erbench("run", "stackllama", "--scale", "paper", "--method", "elastic", "--record", str(record),
+                     *sets(f"task.data={hub / 'stack-exchange-paired'}", f"task.policy={hub / 'llama-7b'}",
+                           f"task.sft_adapter={hub / 'se-peft'}", f"task.reward_adapter={hub / 'se-rm-peft'}",
+                           f"task.second_reward={hub / 'rm-merged'}", "task.load_in_8bit=false", "task.rm_eval_pairs=8",
+                           "task.ppl_answers=8", "task.eval_prompts=4", "task.response_min=4", "task.response_max=8",
+                           "task.humaneval_problems=2", "task.humaneval_samples=1", "train.iterations=2",
+                           "train.rollout_prompts=4", "train.eval_every=1"),
+                     cache_dir=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    run = json.loads(record.read_text())
+    assert run["status"] == "completed" and run["scale"] == "paper" and run["method_config"]["reset_every"] == 260
+    assert run["assets"]["reward_evaluation_pairs"] == 8 and "reward_ood_accuracy" not in run["assets"]  # the hub has no ood split
+    final = run["final"]["val"]
+    assert all(key in final for key in ("reward", "reward_second_rm", "perplexity", "code_perplexity", "kl_to_init"))
