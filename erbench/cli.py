@@ -1,5 +1,6 @@
 """The `erbench` command line. Heavy imports (torch, transformers) happen inside commands, so --help is instant."""
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -335,6 +336,10 @@ def report(
         from erbench.report.claims import evaluate, findings_markdown, load_claims, verdict_line
         from erbench.report.samples import drift_examples
 
+        if format not in ("md", "csv", "json"):
+            raise ErbenchError(f"unknown format '{format}'", "use --format md, csv or json")
+        if drift_budget is not None and not (math.isfinite(drift_budget) and drift_budget >= 0):
+            raise ErbenchError(f"--drift-budget {drift_budget}", "give a finite drift >= 0, or leave it out for the median drift")
         if write and verify:
             raise ErbenchError("--write and --verify together", "pass one: --write regenerates, --verify compares")
         if (write or verify) and format != "md":

@@ -206,6 +206,8 @@ def resolve_layers(task: str, scale: str, method: str, sets: list[str]):
 
 
 def resolve(task: str, scale: str, method: str, seed: int, sets: list[str]) -> RunConfig:
+    if seed < 0:  # numpy's generators refuse it only once training has started
+        raise ErbenchError(f"--seed {seed} is negative", "give a seed >= 0")
     merged, _, classes = resolve_layers(task, scale, method, sets)
     return RunConfig(
         task=task, scale=scale, method=method, seed=seed,
