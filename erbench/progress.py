@@ -29,3 +29,11 @@ def progress_bar(description: str, total: int):
 def say(message: str) -> None:
     if not os.environ.get("ERBENCH_QUIET"):
         console.print(message)
+
+
+def quiet_model_loading() -> None:
+    """Silence transformers' per-load chatter (weight-loading bars, load reports): erbench's own bars say what runs."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()

@@ -33,7 +33,7 @@ from erbench.metrics.diversity import distinct_n
 from erbench.metrics.perplexity import perplexity
 from erbench.models.causal_lm import pretrain_causal_lm, token_stream
 from erbench.models.text_classifier import load_classifier, save_classifier, sentiment_classifier
-from erbench.progress import say
+from erbench.progress import quiet_model_loading, say
 from erbench.rl.kl import exact_kl
 from erbench.tasks.base import Task
 from erbench.rl.policy import Rollout, left_pad, sample_responses, token_logprobs
@@ -295,20 +295,25 @@ class ImdbTask(Task):
 
     def load_policy(self) -> torch.nn.Module:
         """Load the initial policy and everything the task needs to serve it; returns the LM on the device."""
+        from safetensors import SafetensorError
         from tokenizers import Tokenizer
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         cfg = self.cfg
+        quiet_model_loading()
         try:
             if cfg.policy == "scratch":
-                self.tokenizer = Tokenizer.from_file(str(self.asset_dir / "tokenizer.json"))
+                try:
+                    self.tokenizer = Tokenizer.from_file(str(self.asset_dir / "tokenizer.json"))
+                except Exception as e:  # tokenizers raises a bare Exception for a missing or damaged file
+                    raise OSError(f"{self.asset_dir / 'tokenizer.json'}: {e}") from None
                 model = AutoModelForCausalLM.from_pretrained(self.asset_dir / "lm")
             else:
                 self.tokenizer = AutoTokenizer.from_pretrained(cfg.policy).backend_tokenizer
                 model = AutoModelForCausalLM.from_pretrained(cfg.policy)
             self.reward = self.load_reward(cfg.reward)
             self.gold_reward = None if cfg.gold_reward == "none" else self.load_reward(cfg.gold_reward)
-        except OSError as e:
+        except (OSError, SafetensorError) as e:  # missing or damaged files (a damaged classifier names the fix itself)
             raise ErbenchError(f"cannot load IMDB models: {e}", f"run `erbench prepare imdb --force` (assets: {self.asset_dir}), "
                                "or check the hub id and your network for the paper scale") from None
         self.eot_id = self.tokenizer.token_to_id(END_OF_TEXT)

@@ -40,7 +40,7 @@ from erbench.config import require
 from erbench.errors import ErbenchError
 from erbench.metrics import humaneval
 from erbench.metrics.perplexity import perplexity
-from erbench.progress import say
+from erbench.progress import quiet_model_loading, say
 from erbench.rl.kl import exact_kl
 from erbench.rl.policy import Rollout, ValueHead, left_pad, sample_responses
 from erbench.tasks.base import Task
@@ -188,8 +188,6 @@ def sample(rows: list, n: int) -> list:
 def require_packages(*names: str) -> None:
     """Fail early, in one line, without the packages a step needs (TRL and datasets only to prepare); silence the
     libraries' per-step chatter (weights loading, dataset mapping, load reports), not the trainers' progress bars."""
-    import transformers
-
     for name in names:
         try:
             module = importlib.import_module(name)
@@ -197,8 +195,7 @@ def require_packages(*names: str) -> None:
             raise ErbenchError(f"the stackllama task needs {name}", INSTALL_FIX) from None
         if name == "datasets":
             module.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    quiet_model_loading()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)  # PEFT calls it
 
 

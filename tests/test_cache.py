@@ -1,0 +1,65 @@
+"""The prepared-asset cache: concurrent builds leave one intact folder, and a damaged one is a one-line error."""
+
+import multiprocessing
+import shutil
+import time
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from conftest import DATA_DIR, FAST, assert_one_line_error, erbench, sets
+from erbench.tasks.base import Task
+
+
+@dataclass(frozen=True)
+class SlowConfig:
+    size: int = 1000
+
+
+class SlowAssets(Task):
+    """A task whose build takes long enough for two builds to overlap."""
+    name = "slow"
+    asset_fields = ("size",)
+
+    def build_assets(self, folder):
+        time.sleep(1.0)
+        (folder / "weights.bin").write_bytes(b"w" * self.cfg.size)
+        return {"built_by": multiprocessing.current_process().name}
+
+
+def prepare_in(cache, start, results):
+    start.wait()
+    results.put(SlowAssets(SlowConfig(), None, cache, torch.device("cpu")).prepare())
+
+
+def test_two_prepares_at_once_both_succeed_and_leave_one_intact_folder(tmp_path):
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=prepare_in, args=(tmp_path, start, results), name=f"p{i}") for i in range(2)]
+    for worker in workers:
+        worker.start()
+    metas = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert metas[0]["built_by"] == metas[1]["built_by"]  # the second returns the first's assets, not its own
+    [folder] = (tmp_path / "slow").iterdir()  # no leftover .tmp- folders
+    assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "weights.bin"]
+    assert (folder / "weights.bin").read_bytes() == b"w" * 1000
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda assets: (assets / "lm" / "model.safetensors").write_bytes((assets / "lm" / "model.safetensors").read_bytes()[:64]), "cannot load IMDB models"),
+    (lambda assets: (assets / "tokenizer.json").unlink(), "tokenizer.json"),
+    (lambda assets: (assets / "reward.npz").write_bytes(b"garbage"), "cannot read the tfidf classifier"),
+])
+def test_a_damaged_imdb_cache_is_one_line_naming_prepare_force(cache_dir, tmp_path, damage, message):
+    damaged = tmp_path / "cache"
+    shutil.copytree(cache_dir / "imdb", damaged / "imdb")
+    [assets] = (damaged / "imdb").iterdir()
+    damage(assets)
+    result = erbench("run", "imdb", "--method", "elastic", "--data-dir", str(DATA_DIR), "--out", str(tmp_path / "runs"),
+                     *sets(*FAST), cache_dir=damaged)
+    assert_one_line_error(result, message)
+    assert "erbench prepare imdb --force" in result.stderr
