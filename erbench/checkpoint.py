@@ -10,13 +10,12 @@ its checksum is refused, never loaded.
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from erbench.errors import ErbenchError
-from erbench.results import atomic_write_json
+from erbench.results import atomic_write, atomic_write_json
 
 CHECKPOINT_SCHEMA = "erbench.checkpoint/1"
 
@@ -41,12 +40,7 @@ def save(folder: Path, iteration: int, state: dict, config: dict, record: dict) 
     torch.save({"trainer": state, "rng": rng_state()}, buffer)
     payload = buffer.getvalue()
     name = f"state-{iteration}.pt"
-    tmp = folder / f".{name}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(folder / name)
+    atomic_write(folder / name, payload)
     atomic_write_json(folder / "manifest.json", {
         "schema": CHECKPOINT_SCHEMA, "iteration": iteration, "state": name,
         "sha256": hashlib.sha256(payload).hexdigest(), "config": config, "record": record,

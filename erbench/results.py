@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from erbench import __version__, cpu
@@ -16,7 +17,7 @@ RECORD_SCHEMA = "erbench.run/1"
 
 
 def atomic_write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, allow_nan=True))
+    atomic_write(path, json.dumps(data, indent=1, allow_nan=True))
 
 
 def check_writable(folder: Path, what: str = "run records") -> None:
@@ -31,15 +32,17 @@ def check_writable(folder: Path, what: str = "run records") -> None:
                            "give --out a folder you can create and write to") from None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """A reader sees the old file or the new one, never half of one; a full disk is one line naming what was kept."""
+def atomic_write(path: Path, content: str | bytes | Iterable[str]) -> None:
+    """A reader sees the old file or the new one, never half of one; a full disk is one line naming what was kept.
+    `content` is text, bytes, or text chunks (a large file written as it is produced)."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; a record is meant to be shared
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        binary = isinstance(content, bytes)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
+            f.writelines([content] if isinstance(content, (str, bytes)) else content)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -159,6 +162,6 @@ class RunRecord:
         if not self.writes:
             return
         if self.samples:
-            atomic_write_text(self.samples_path, "".join(json.dumps(s, allow_nan=True) + "\n" for s in self.samples))
+            atomic_write(self.samples_path, "".join(json.dumps(s, allow_nan=True) + "\n" for s in self.samples))
             self.data["samples_file"] = self.samples_path.name
         atomic_write_json(self.path, self.data)

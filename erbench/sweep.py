@@ -16,7 +16,7 @@ from pathlib import Path
 
 from erbench.errors import ErbenchError
 from erbench.launchers import Outcome
-from erbench.results import RECORD_SCHEMA, atomic_write_json, atomic_write_text, check_writable, samples_path
+from erbench.results import RECORD_SCHEMA, atomic_write_json, atomic_write, check_writable, samples_path
 from erbench.trackers import check_tracker
 
 
@@ -193,7 +193,7 @@ def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[
         def finished(job: Job, outcome: Outcome) -> None:
             path = out / f"{job.name}.json"
             if outcome.samples is not None:  # first: a record never names samples that are not on disk
-                atomic_write_text(samples_path(path), outcome.samples)
+                atomic_write(samples_path(path), outcome.samples)
             if outcome.record is not None:
                 atomic_write_json(path, outcome.record)
             if outcome.log is not None:

@@ -4,7 +4,7 @@ excerpt), generated from the run records and compared with what is committed (`e
 from pathlib import Path
 
 from erbench.errors import ErbenchError
-from erbench.results import atomic_write_text
+from erbench.results import atomic_write
 
 MARKERS = {"findings": ("<!-- findings:begin -->", "<!-- findings:end -->"),
            "samples": ("<!-- samples:start -->", "<!-- samples:end -->")}
@@ -37,7 +37,7 @@ def documents(report: str, blocks: dict[str, str], report_file: Path, readme: Pa
 
 def write(wanted: dict[Path, str]) -> None:
     for path, text in wanted.items():  # each file atomically; both are computed before either is written
-        atomic_write_text(path, text)
+        atomic_write(path, text)
 
 
 def stale(wanted: dict[Path, str]) -> list[Path]:

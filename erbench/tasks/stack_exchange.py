@@ -24,14 +24,11 @@ whose question is not in the file (partial dumps) are counted as orphans and pai
 Nothing is printed: counts come back in `StackExchangeData.stats`.
 """
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 import random
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -41,6 +38,7 @@ from itertools import combinations
 from pathlib import Path
 
 from erbench.errors import ErbenchError
+from erbench.results import atomic_write
 
 # The reward model needs the most pairs (its held-out accuracy is the first thing StackLLaMA checks, and a few
 # thousand pairs are already few for it); SFT also learns from every answer of its questions, not only from pairs;
@@ -434,10 +432,10 @@ class StackExchangeData:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name, split in self.splits.items():
-            _write_atomic(folder / f"{name}.jsonl",
-                          (json.dumps(asdict(thread), ensure_ascii=False) + "\n" for thread in split.threads))
+            atomic_write(folder / f"{name}.jsonl",
+                              (json.dumps(asdict(thread), ensure_ascii=False) + "\n" for thread in split.threads))
         manifest = {"format": FORMAT_VERSION, "params": self.params, "stats": asdict(self.stats)}
-        _write_atomic(folder / MANIFEST, [json.dumps(manifest, indent=1)])
+        atomic_write(folder / MANIFEST, json.dumps(manifest, indent=1))
 
     @classmethod
     def load(cls, folder: str | Path) -> "StackExchangeData":
@@ -465,21 +463,6 @@ class StackExchangeData:
 def _thread_from_dict(row: dict) -> Thread:
     return Thread(row["question_id"], row["site"], row["question"], [ScoredAnswer(**a) for a in row["answers"]],
                   [tuple(pair) for pair in row["pairs"]])
-
-
-def _write_atomic(path: Path, chunks) -> None:
-    """Write to a temporary file beside `path`, then rename it: readers see the old file or the whole new one."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.writelines(chunks)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 def build_pairs(root: str | Path, fractions: dict[str, float] | None = None, max_pairs_per_question: int | None = 10,
