@@ -200,6 +200,23 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     assert_one_line_error(result, message)
 
 
+@pytest.mark.parametrize("damage", [
+    lambda assets: (assets / "fr-en.safetensors").write_bytes((assets / "fr-en.safetensors").read_bytes()[:64]),
+    lambda assets: (assets / "en-lm.safetensors").unlink(),
+])
+def test_a_damaged_cache_is_one_line_naming_prepare_force(translation_cache, tmp_path, damage):
+    import shutil
+
+    damaged = tmp_path / "cache"
+    shutil.copytree(translation_cache / "translation", damaged / "translation")
+    [assets] = (damaged / "translation").iterdir()
+    damage(assets)
+    result = erbench("run", "translation", "--method", "elastic", "--data-dir", str(DATA_DIR), "--out", str(tmp_path / "runs"),
+                     *sets(*FAST_TRANSLATION), cache_dir=damaged)
+    assert_one_line_error(result, "cannot load the translation agents")
+    assert "erbench prepare translation --force" in result.stderr
+
+
 def test_unknown_split_is_refused(translation_cache):
     task, trainer = build(translation_cache, "ppo")
     with pytest.raises(ErbenchError, match="unknown split 'train'"):

@@ -455,6 +455,7 @@ class StackLlamaTask(Task):
     def load_policy(self) -> torch.nn.Module:
         require_packages("peft")
         from peft import LoraConfig, get_peft_model
+        from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         cfg = self.cfg
@@ -466,7 +467,7 @@ class StackLlamaTask(Task):
             self.second_reward = RewardModel(second, self.device, cfg.eval_batch_size, cfg.rm_max_length) if second else None
             data = PairedData(cfg, self.data_dir, self.asset_dir)
             data.load()
-        except OSError as e:
+        except (OSError, SafetensorError) as e:  # missing or damaged files
             raise ErbenchError(f"cannot load the StackLLaMA models: {e}",
                                f"run `erbench prepare stackllama --force` (assets: {self.asset_dir})") from None
         if self.tokenizer.pad_token is None:
