@@ -91,7 +91,7 @@ def test_two_prepares_at_once_both_succeed_with_one_asset_folder(tmp_path):
     runs = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for run in runs:
         assert run.wait(timeout=600) == 0, run.stderr.read()
-    [folder] = (tmp_path / "imdb").iterdir()  # no temporary folder left behind
+    [folder] = [p for p in (tmp_path / "imdb").iterdir() if p.is_dir()]  # no temporary folder left behind
     assert json.loads((folder / "meta.json").read_text())["lm_steps"] > 0 and (folder / "lm").is_dir()
     again = erbench("run", "imdb", "--method", "ppo", "--data-dir", str(DATA_DIR), "--out", str(tmp_path / "out"),
                     *sets(*FAST, "train.iterations=1"), cache_dir=tmp_path)

@@ -209,7 +209,7 @@ def test_a_damaged_cache_is_one_line_naming_prepare_force(translation_cache, tmp
 
     damaged = tmp_path / "cache"
     shutil.copytree(translation_cache / "translation", damaged / "translation")
-    [assets] = (damaged / "translation").iterdir()
+    [assets] = [p for p in (damaged / "translation").iterdir() if p.is_dir()]
     damage(assets)
     result = erbench("run", "translation", "--method", "elastic", "--data-dir", str(DATA_DIR), "--out", str(tmp_path / "runs"),
                      *sets(*FAST_TRANSLATION), cache_dir=damaged)

@@ -1,5 +1,6 @@
 """The parts of the task protocol most tasks share; a task overrides what it needs (see rl/ppo.py for the protocol)."""
 
+import fcntl
 import hashlib
 import json
 import shutil
@@ -43,14 +44,13 @@ class Task:
             meta = {"config": self.asset_config(), **self.build_assets(tmp)}
             meta["prepare_seconds"] = time.perf_counter() - start
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            if not force and self.prepared_meta(quiet=True) is not None:
-                return self.prepared_meta()  # another process finished first: one intact folder, theirs
-            shutil.rmtree(self.asset_dir, ignore_errors=True)  # forced, or a corrupt folder: never a complete one
-            try:
+            # Commit under a lock, so a check and the rename are never interleaved with another process's.
+            with open(self.asset_dir.parent / f".{self.asset_dir.name}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not force and self.prepared_meta(quiet=True) is not None:
+                    return self.prepared_meta()  # another process finished first: one intact folder, theirs
+                shutil.rmtree(self.asset_dir, ignore_errors=True)  # forced, or a corrupt folder: never a complete one
                 tmp.rename(self.asset_dir)
-            except OSError:  # another process renamed its folder in between
-                if self.prepared_meta(quiet=True) is None:
-                    raise
             return meta
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
