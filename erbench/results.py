@@ -162,6 +162,6 @@ class RunRecord:
         if not self.writes:
             return
         if self.samples:
-            atomic_write(self.samples_path, "".join(json.dumps(s, allow_nan=True) + "\n" for s in self.samples))
+            atomic_write(self.samples_path, (json.dumps(s, allow_nan=True) + "\n" for s in self.samples))
             self.data["samples_file"] = self.samples_path.name
         atomic_write_json(self.path, self.data)

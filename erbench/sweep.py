@@ -16,7 +16,7 @@ from pathlib import Path
 
 from erbench.errors import ErbenchError
 from erbench.launchers import Outcome
-from erbench.results import RECORD_SCHEMA, atomic_write_json, atomic_write, check_writable, samples_path
+from erbench.results import RECORD_SCHEMA, atomic_write, atomic_write_json, check_writable, samples_path
 from erbench.trackers import check_tracker
 
 

@@ -433,7 +433,7 @@ class StackExchangeData:
         folder.mkdir(parents=True, exist_ok=True)
         for name, split in self.splits.items():
             atomic_write(folder / f"{name}.jsonl",
-                              (json.dumps(asdict(thread), ensure_ascii=False) + "\n" for thread in split.threads))
+                         (json.dumps(asdict(thread), ensure_ascii=False) + "\n" for thread in split.threads))
         manifest = {"format": FORMAT_VERSION, "params": self.params, "stats": asdict(self.stats)}
         atomic_write(folder / MANIFEST, json.dumps(manifest, indent=1))
 
