@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from erbench.results import atomic_write_json, cpu_model, environment
-from erbench.runner import default_cache_dir, default_data_dir
+from erbench.runner import default_data_dir
 
 GRID = 'methods = ["ppo", "elastic"]\n'
 

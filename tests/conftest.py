@@ -62,6 +62,26 @@ def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> 
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
 
 
+def assert_damaged_cache_is_one_line(cache: Path, task: str, damage, run_args: list[str], message: str, tmp_path: Path) -> None:
+    """A copy of `cache` with `damage(asset_folder)` done to the task's prepared assets: `erbench run TASK ...` on it
+    fails in one line naming the problem and the rebuild, `erbench prepare TASK --force`."""
+    import shutil
+
+    damaged = tmp_path / "damaged-cache"
+    shutil.copytree(cache / task, damaged / task)
+    [assets] = [p for p in (damaged / task).iterdir() if p.is_dir()]
+    damage(assets)
+    result = erbench("run", task, "--data-dir", str(DATA_DIR), "--out", str(tmp_path / "runs"), *run_args, cache_dir=damaged)
+    assert_one_line_error(result, message)
+    assert f"erbench prepare {task} --force" in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # refused before any record
+
+
+def truncate(path: Path) -> None:
+    """A weight file cut short, as a full disk or a killed copy leaves it."""
+    path.write_bytes(path.read_bytes()[:64])
+
+
 def sets(*items: str) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
 

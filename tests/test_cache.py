@@ -1,14 +1,13 @@
 """The prepared-asset cache: concurrent builds leave one intact folder, and a damaged one is a one-line error."""
 
 import multiprocessing
-import shutil
 import time
 from dataclasses import dataclass
 
 import pytest
 import torch
 
-from conftest import DATA_DIR, FAST, assert_one_line_error, erbench, sets
+from conftest import FAST, assert_damaged_cache_is_one_line, sets, truncate
 from erbench.tasks.base import Task
 
 
@@ -50,16 +49,9 @@ def test_two_prepares_at_once_both_succeed_and_leave_one_intact_folder(tmp_path)
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda assets: (assets / "lm" / "model.safetensors").write_bytes((assets / "lm" / "model.safetensors").read_bytes()[:64]), "cannot load IMDB models"),
+    (lambda assets: truncate(assets / "lm" / "model.safetensors"), "cannot load IMDB models"),
     (lambda assets: (assets / "tokenizer.json").unlink(), "tokenizer.json"),
     (lambda assets: (assets / "reward.npz").write_bytes(b"garbage"), "cannot read the tfidf classifier"),
 ])
 def test_a_damaged_imdb_cache_is_one_line_naming_prepare_force(cache_dir, tmp_path, damage, message):
-    damaged = tmp_path / "cache"
-    shutil.copytree(cache_dir / "imdb", damaged / "imdb")
-    [assets] = [p for p in (damaged / "imdb").iterdir() if p.is_dir()]
-    damage(assets)
-    result = erbench("run", "imdb", "--method", "elastic", "--data-dir", str(DATA_DIR), "--out", str(tmp_path / "runs"),
-                     *sets(*FAST), cache_dir=damaged)
-    assert_one_line_error(result, message)
-    assert "erbench prepare imdb --force" in result.stderr
+    assert_damaged_cache_is_one_line(cache_dir, "imdb", damage, ["--method", "elastic", *sets(*FAST)], message, tmp_path)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import DATA_DIR, assert_one_line_error, erbench, erbench_in_process, sets
+from conftest import DATA_DIR, assert_damaged_cache_is_one_line, assert_one_line_error, erbench, erbench_in_process, sets, truncate
 from erbench.tasks.stackllama import StackLlamaTask
 
 # RL settings small enough for tests; none of them shapes the prepared assets, so every test shares one prepare.
@@ -104,6 +104,15 @@ def test_cli_runs_stackllama_end_to_end_and_humaneval_needs_consent(stack_cache,
     record = json.loads(next((tmp_path / "no-code").glob("*.json")).read_text())
     assert "humaneval_pass@1" not in record["final"]["val"]
     assert record["final"]["val"]["code_perplexity"] > 1  # the alignment tax that needs no code execution
+
+
+@pytest.mark.parametrize("damage", [
+    lambda assets: truncate(assets / "sft" / "model.safetensors"),
+    lambda assets: (assets / "reward" / "config.json").unlink(),
+])
+def test_a_damaged_cache_is_one_line_naming_prepare_force(stack_cache, tmp_path, damage):
+    assert_damaged_cache_is_one_line(stack_cache, "stackllama", damage, ["--method", "elastic", *sets(*FAST_RL)],
+                                     "cannot load the StackLLaMA models", tmp_path)
 
 
 def test_bad_stackllama_settings_are_one_line_errors(tmp_path):

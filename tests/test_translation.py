@@ -9,7 +9,7 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 
-from conftest import DATA_DIR, assert_one_line_error, erbench, erbench_in_process, sets
+from conftest import DATA_DIR, assert_damaged_cache_is_one_line, assert_one_line_error, erbench, erbench_in_process, sets, truncate
 from erbench.errors import ErbenchError
 from erbench.metrics.bleu import corpus_bleu, sil_bleu
 from erbench.models.seq2seq import BOS, EOS, PAD, GruLM, Seq2SeqAgent
@@ -201,20 +201,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
 
 
 @pytest.mark.parametrize("damage", [
-    lambda assets: (assets / "fr-en.safetensors").write_bytes((assets / "fr-en.safetensors").read_bytes()[:64]),
+    lambda assets: truncate(assets / "fr-en.safetensors"),
     lambda assets: (assets / "en-lm.safetensors").unlink(),
 ])
 def test_a_damaged_cache_is_one_line_naming_prepare_force(translation_cache, tmp_path, damage):
-    import shutil
-
-    damaged = tmp_path / "cache"
-    shutil.copytree(translation_cache / "translation", damaged / "translation")
-    [assets] = [p for p in (damaged / "translation").iterdir() if p.is_dir()]
-    damage(assets)
-    result = erbench("run", "translation", "--method", "elastic", "--data-dir", str(DATA_DIR), "--out", str(tmp_path / "runs"),
-                     *sets(*FAST_TRANSLATION), cache_dir=damaged)
-    assert_one_line_error(result, "cannot load the translation agents")
-    assert "erbench prepare translation --force" in result.stderr
+    assert_damaged_cache_is_one_line(translation_cache, "translation", damage, ["--method", "elastic", *sets(*FAST_TRANSLATION)],
+                                     "cannot load the translation agents", tmp_path)
 
 
 def test_unknown_split_is_refused(translation_cache):

@@ -6,11 +6,13 @@ import json
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 from torch import nn
 
+from erbench.errors import ErbenchError
 from erbench.progress import say
 from erbench.rl.policy import Critic
 
@@ -66,6 +68,19 @@ class Task:
             if not quiet:
                 say(f"rebuilding {self.asset_dir}: its meta.json is corrupt")
             return None
+
+    @contextmanager
+    def loading_assets(self, what: str, also: str = ""):
+        """A missing, damaged or foreign file among the prepared assets becomes one line naming the rebuild; the
+        libraries that read them raise OSError, safetensors' SafetensorError or, for a foreign state dict,
+        RuntimeError / KeyError / ValueError."""
+        from safetensors import SafetensorError
+
+        try:
+            yield
+        except (OSError, RuntimeError, KeyError, ValueError, SafetensorError) as e:
+            raise ErbenchError(f"cannot load {what}: {e}",
+                               f"run `erbench prepare {self.name} --force` (assets: {self.asset_dir}){also}") from None
 
     def build_assets(self, folder: Path) -> dict:
         """Write the task's models into `folder`; returns what to record about them."""

@@ -295,13 +295,12 @@ class ImdbTask(Task):
 
     def load_policy(self) -> torch.nn.Module:
         """Load the initial policy and everything the task needs to serve it; returns the LM on the device."""
-        from safetensors import SafetensorError
         from tokenizers import Tokenizer
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         cfg = self.cfg
         quiet_model_loading()
-        try:
+        with self.loading_assets("IMDB models", also=", or check the hub id and your network for the paper scale"):
             if cfg.policy == "scratch":
                 try:
                     self.tokenizer = Tokenizer.from_file(str(self.asset_dir / "tokenizer.json"))
@@ -313,9 +312,6 @@ class ImdbTask(Task):
                 model = AutoModelForCausalLM.from_pretrained(cfg.policy)
             self.reward = self.load_reward(cfg.reward)
             self.gold_reward = None if cfg.gold_reward == "none" else self.load_reward(cfg.gold_reward)
-        except (OSError, SafetensorError) as e:  # missing or damaged files (a damaged classifier names the fix itself)
-            raise ErbenchError(f"cannot load IMDB models: {e}", f"run `erbench prepare imdb --force` (assets: {self.asset_dir}), "
-                               "or check the hub id and your network for the paper scale") from None
         self.eot_id = self.tokenizer.token_to_id(END_OF_TEXT)
         self.context = model.config.n_positions
         self.prompts = {

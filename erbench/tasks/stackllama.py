@@ -455,11 +455,10 @@ class StackLlamaTask(Task):
     def load_policy(self) -> torch.nn.Module:
         require_packages("peft")
         from peft import LoraConfig, get_peft_model
-        from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         cfg = self.cfg
-        try:
+        with self.loading_assets("the StackLLaMA models"):
             self.tokenizer = AutoTokenizer.from_pretrained(self.asset_dir / "sft")
             model = AutoModelForCausalLM.from_pretrained(self.asset_dir / "sft", **quantization(cfg))
             self.reward = RewardModel(self.asset_dir / "reward", self.device, cfg.eval_batch_size, cfg.rm_max_length)
@@ -467,9 +466,6 @@ class StackLlamaTask(Task):
             self.second_reward = RewardModel(second, self.device, cfg.eval_batch_size, cfg.rm_max_length) if second else None
             data = PairedData(cfg, self.data_dir, self.asset_dir)
             data.load()
-        except (OSError, SafetensorError) as e:  # missing or damaged files
-            raise ErbenchError(f"cannot load the StackLLaMA models: {e}",
-                               f"run `erbench prepare stackllama --force` (assets: {self.asset_dir})") from None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.pad_id, self.eos_id = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id

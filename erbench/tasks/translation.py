@@ -348,17 +348,13 @@ class TranslationTask(Task):
     def load_policy(self) -> Seq2SeqAgent:
         """Load the pretrained agents and the LM; the FR->EN agent (returned) becomes the policy."""
         import sentencepiece as spm
-        from safetensors import SafetensorError
 
         cfg = self.cfg
-        try:
+        with self.loading_assets("the translation agents"):
             self.sp = spm.SentencePieceProcessor(model_file=str(self.asset_dir / "spm.model"))
             policy = load_module(Seq2SeqAgent, self.asset_dir / "fr-en.safetensors", self.device)
             self.listener = load_module(Seq2SeqAgent, self.asset_dir / "en-de.safetensors", self.device)
             self.english_lm = load_module(GruLM, self.asset_dir / "en-lm.safetensors", self.device)
-        except (OSError, RuntimeError, KeyError, ValueError, SafetensorError) as e:  # missing, damaged, foreign
-            raise ErbenchError(f"cannot load the translation agents: {e}",
-                               f"run `erbench prepare translation --force` (assets: {self.asset_dir})") from None
         self.listener.requires_grad_(cfg.listener_learns)
         self.listener_init = copy.deepcopy(self.listener.state_dict())
         self.listener_optimizer = torch.optim.Adam(self.listener.parameters(), lr=cfg.listener_lr, betas=(0.9, 0.98))
