@@ -16,7 +16,7 @@ INCLUDE_HELP = ("a folder of recipe .toml files (tasks, methods) and the modules
                 "also $ERBENCH_PATH (colon-separated), which sweep workers inherit")
 DATA_HELP = "folder with the offline data sets (imdb/aclImdb_v1.tar.gz, ...); default $ERBENCH_DATA, else download"
 REPORT_TO_HELP = ("also log to a tracker: none | tensorboard | wandb (offline unless WANDB_MODE or WANDB_API_KEY is set) "
-                  "| trackio (needs erbench[tensorboard], [wandb] or [trackio])")
+                  "| trackio (each needs erbench's extra of its name: pip install 'erbench\\[wandb]')")
 CACHE_HELP = "where prepared assets are cached; default $ERBENCH_CACHE or ~/.cache/erbench"
 
 
