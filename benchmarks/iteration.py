@@ -5,7 +5,9 @@
 Builds (or reuses) the scale's assets, runs `elastic` for a few iterations without evaluation,
 and prints the mean seconds per iteration spent in rollout (sampling) / reward (scoring) /
 task_learning (the task's own models, e.g. the translation listener) / update (PPO) / EMA + reset,
-the share of Elastic Reset, and what `prepare` recorded when the assets were built.
+the share of Elastic Reset, and what `prepare` recorded when the assets were built; also how many
+forward passes the policy's trunk (and a translation listener's encoder) made per iteration, a count
+that does not depend on the machine's load.
 Also the peak memory: the process's peak resident set on a CPU (model loading included), the peak
 allocated CUDA memory on a GPU. Writes the same numbers as JSON to
 results/benchmarks/iteration-<task>-<scale>-<device>[-<label>].json (e.g. --label full --set task.lora_r=0).
@@ -23,6 +25,19 @@ from erbench.results import atomic_write_json, cpu_model, environment
 from erbench.runner import build_trainer, default_cache_dir, default_data_dir, make_task, resolve_run
 
 PHASES = ("rollout", "reward", "task_learning", "update", "ema_reset")
+
+
+def trunk(model: torch.nn.Module) -> torch.nn.Module:
+    """The part every pass of a model runs: a seq2seq agent's encoder, a causal LM's transformer (under any LoRA)."""
+    if hasattr(model, "encoder"):
+        return model.encoder
+    return (model.get_base_model() if hasattr(model, "get_base_model") else model).base_model
+
+
+def count_passes(module: torch.nn.Module) -> list[int]:
+    calls = [0]
+    module.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
 
 
 def main():
@@ -47,6 +62,8 @@ def main():
     for iteration in range(args.warmup):  # allocator, lazy init: not measured
         trainer.iteration(iteration)
     trainer.seconds.clear()
+    models = {"policy": trainer.policy, **({"listener": task.listener} if hasattr(task, "listener") else {})}
+    passes = {name: count_passes(trunk(model)) for name, model in models.items()}
     start = time.perf_counter()
     for iteration in range(args.warmup, args.warmup + args.iterations):
         trainer.iteration(iteration)
@@ -63,6 +80,7 @@ def main():
         "ema_update": "opt_step", "resets_in_window": len(trainer.method.reset_iterations),
         "seconds_per_iteration": wall, "phase_seconds_per_iteration": per_iteration, "peak_memory_mb": peak_mb,
         "trainable_policy_parameters": trainable, "settings": args.sets,
+        "trunk_passes_per_iteration": {name: calls[0] / args.iterations for name, calls in passes.items()},
         "elastic_reset_share": per_iteration["ema_reset"] / wall,
         "prepare": {k: v for k, v in meta.items() if k != "config"},
         "environment": environment(),
@@ -70,6 +88,7 @@ def main():
     print(f"device: {device}")
     print(f"seconds per iteration: {wall:.3f}")
     print(f"peak memory: {peak_mb:.0f} MB; trainable policy parameters: {trainable:,}")
+    print("trunk forward passes per iteration: " + ", ".join(f"{k} {v:g}" for k, v in result["trunk_passes_per_iteration"].items()))
     for phase, seconds in per_iteration.items():
         print(f"  {phase:13s} {seconds:8.4f} s  {100 * seconds / wall:6.2f} %")
     for key, value in meta.items():

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from conftest import DATA_DIR, FAST, erbench, erbench_in_process, sets
 from erbench.methods.base import frozen_copy
 from erbench.methods.nlpo import Nlpo, NlpoConfig, top_p_mask
-from erbench.rl.policy import Critic, Rollout, response_logits, sample_responses, token_logprobs
+from erbench.rl.policy import Critic, Rollout, sample_responses, token_logprobs
 
 NO_RESETS = [*FAST, "method.reset_every=none"]
 
@@ -35,11 +35,11 @@ def test_masked_tokens_are_never_sampled_and_get_zero_probability(tiny_lm):
     response = sample_responses(tiny_lm, ids, mask, 10, top_k=0, pad_token_id=0, banned_token_ids=[],
                                 logits_processor=hook.sampling_processor((ids, mask)))
     rollout = Rollout(ids, mask, response)
-    inside = top_p_mask(response_logits(hook.mask_model, rollout), 0.3, 2)
+    inside = top_p_mask(rollout.logits(hook.mask_model), 0.3, 2)
     assert torch.gather(inside, 2, response.unsqueeze(-1)).all()  # every sampled token is in the mask
     assert inside.sum(-1).float().mean() < 64 / 2  # and the mask really excludes tokens
     allowed = hook.action_mask(rollout)
-    logits = response_logits(tiny_lm, rollout)
+    logits = rollout.logits(tiny_lm)
     probs = F.softmax(logits.masked_fill(~allowed, float("-inf")), -1)
     assert probs[~allowed].abs().max() == 0 and torch.allclose(probs.sum(-1), torch.ones(16, 10))
     assert torch.isfinite(token_logprobs(logits, response, allowed)).all()

@@ -1,8 +1,9 @@
-"""Rollout sampling and the log-probs the PPO ratio is built from."""
+"""Rollout sampling, the log-probs the PPO ratio is built from, and the critics that read the policy's forward pass."""
 
 import torch
 
-from erbench.rl.policy import Critic, Rollout, response_logits, sample_responses, token_logprobs
+from erbench.models.seq2seq import Seq2SeqAgent
+from erbench.rl.policy import Critic, Rollout, Seq2SeqCritic, Seq2SeqRollout, ValueHead, sample_responses, token_logprobs
 
 
 def prompts():
@@ -12,7 +13,7 @@ def prompts():
 
 
 def ranks_of_sampled(model, rollout):
-    logits = response_logits(model, rollout)
+    logits = rollout.logits(model)
     sampled = torch.gather(logits, 2, rollout.response_ids.unsqueeze(-1))
     return (logits > sampled).sum(-1)  # 0 = the most likely token
 
@@ -39,7 +40,37 @@ def test_left_padding_does_not_change_log_probs(tiny_lm):
     response = torch.tensor([[11, 12, 13]])
     padded = Rollout(torch.tensor([[0, 0, 5, 6]]), torch.tensor([[0, 0, 1, 1]]), response)
     bare = Rollout(torch.tensor([[5, 6]]), torch.tensor([[1, 1]]), response)
-    lp_padded = token_logprobs(response_logits(tiny_lm, padded), response)
-    lp_bare = token_logprobs(response_logits(tiny_lm, bare), response)
+    lp_padded = token_logprobs(padded.logits(tiny_lm), response)
+    lp_bare = token_logprobs(bare.logits(tiny_lm), response)
     torch.testing.assert_close(lp_padded, lp_bare, atol=1e-5, rtol=1e-5)
-    assert Critic(tiny_lm)(padded).shape == (1, 3)
+    assert Critic(tiny_lm)(padded, None).shape == (1, 3)
+
+
+def test_one_policy_forward_gives_the_logits_and_the_hidden_states_a_value_head_reads(tiny_lm):
+    """The hidden states are the trunk's (the LM head's input) at the response positions, the logits unchanged."""
+    ids, mask = prompts()
+    rollout = Rollout(ids, mask, torch.tensor([[11, 12, 13], [14, 15, 16]]))
+    logits, hidden = rollout.forward(tiny_lm, hidden=True)
+    assert torch.equal(logits, rollout.logits(tiny_lm)) and rollout.forward(tiny_lm)[1] is None
+    trunk = tiny_lm.base_model(**rollout.model_inputs()).last_hidden_state
+    assert torch.equal(hidden, trunk[:, ids.shape[1] - 1 : -1])
+
+
+def test_the_value_loss_trains_the_policy_through_a_value_head_and_never_through_the_seq2seq_critic(tiny_lm):
+    """TRL's value head shares the policy's trunk (its loss reaches the policy); SIL's critic reads detached states."""
+    ids, mask = prompts()
+    rollout = Rollout(ids, mask, torch.tensor([[11, 12, 13], [14, 15, 16]]))
+    head = ValueHead(tiny_lm)
+    torch.nn.init.normal_(head.head.weight)
+    head(rollout, rollout.forward(tiny_lm, hidden=True)[1]).sum().backward()
+    assert tiny_lm.transformer.h[0].attn.c_attn.weight.grad.abs().sum() > 0
+
+    torch.manual_seed(0)
+    agent = Seq2SeqAgent(vocab_size=20, emb=8, hid=8)
+    critic = Seq2SeqCritic(agent, hidden=4)
+    torch.nn.init.normal_(critic.head[2].weight)
+    messages = Seq2SeqRollout(torch.tensor([[5, 6, 3], [7, 3, 0]]), torch.tensor([[8, 9, 3], [10, 3, 0]]), min_tokens=1)
+    logits, states = messages.forward(agent, hidden=True)
+    assert torch.equal(logits, messages.logits(agent))
+    critic(messages, states).sum().backward()
+    assert all(p.grad is None for p in agent.parameters()) and critic.head[0].weight.grad.abs().sum() > 0

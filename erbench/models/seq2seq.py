@@ -61,8 +61,12 @@ class Seq2SeqAgent(nn.Module):
 
     def logits(self, source: torch.Tensor, target: torch.Tensor, min_tokens: int = 0) -> torch.Tensor:
         """[B, T, V] logits of each target token, restricted as `decode` restricts them (padding positions are not)."""
+        return self.project(self.features(source, target), target, min_tokens)
+
+    def project(self, features: torch.Tensor, target: torch.Tensor, min_tokens: int = 0) -> torch.Tensor:
+        """The logits of `features` (from `features(source, target)`), restricted as `logits` says."""
         bans = restrictions(target.shape[1], min_tokens, self.output.out_features, target.device)
-        return self.output(self.features(source, target)).float() + bans * (target != PAD).unsqueeze(-1)
+        return self.output(features).float() + bans * (target != PAD).unsqueeze(-1)
 
     def nll(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-sentence mean token NLL of `target` (ending in <eos>, padded with 0): [B]."""

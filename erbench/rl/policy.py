@@ -1,9 +1,14 @@
 """Policy and critic wrappers the PPO trainer sees through a rollout.
 
-A rollout knows how to ask a model for the logits of its response tokens (`rollout.logits(model)`)
-and which response positions are real (`response_mask`, None when every response has the full
-length), so the trainer serves causal LMs (left-padded prompts, fixed-length responses) and
-seq2seq agents (source sentences, messages ended by <eos>) alike."""
+A rollout knows how to ask a model for the logits of its response tokens (`rollout.logits(model)`),
+in the same pass for the hidden states a value head on the policy reads (`rollout.forward(model,
+hidden=True)`), and which response positions are real (`response_mask`, None when every response has
+the full length), so the trainer serves causal LMs (left-padded prompts, fixed-length responses) and
+seq2seq agents (source sentences, messages ended by <eos>) alike.
+
+A critic is called as `critic(rollout, hidden)`; one whose `reads_policy_hidden` is True values the
+policy's own hidden states (given by the trainer from the policy's forward pass, so the policy runs
+once for both), one with its own body ignores `hidden` (None)."""
 
 import copy
 from dataclasses import dataclass
@@ -38,8 +43,15 @@ class Rollout:
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         return {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids}
 
+    def forward(self, model: nn.Module, hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits predicting each response token [B, T, V] and, with `hidden`, the last hidden state at the same
+        positions [B, T, H] (after the final norm, what the LM head reads)."""
+        outputs = model(**self.model_inputs(), output_hidden_states=hidden)
+        states = slice(self.prompt_ids.shape[1] - 1, self.prompt_ids.shape[1] + self.response_ids.shape[1] - 1)
+        return outputs.logits[:, states].float(), outputs.hidden_states[-1][:, states] if hidden else None
+
     def logits(self, model: nn.Module) -> torch.Tensor:
-        return response_logits(model, self)
+        return self.forward(model)[0]
 
 
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,13 +63,6 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
         ids[row, width - len(tokens):] = torch.tensor(tokens, dtype=torch.long)
         mask[row, width - len(tokens):] = 1
     return ids, mask
-
-
-def response_logits(model: nn.Module, rollout: Rollout) -> torch.Tensor:
-    """Logits predicting each response token: [B, T, V]."""
-    logits = model(**rollout.model_inputs()).logits
-    prompt_len, response_len = rollout.prompt_ids.shape[1], rollout.response_ids.shape[1]
-    return logits[:, prompt_len - 1 : prompt_len + response_len - 1].float()
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
@@ -86,37 +91,37 @@ def sample_responses(model: nn.Module, prompt_ids: torch.Tensor, prompt_mask: to
 class Critic(nn.Module):
     """Value model: a copy of the initial LM's transformer with a scalar head (no bias), as in RL4LMs' IMDB critic."""
 
+    reads_policy_hidden = False
+
     def __init__(self, lm: nn.Module):
         super().__init__()
         self.body = copy.deepcopy(lm.base_model)
         self.head = nn.Linear(lm.config.hidden_size, 1, bias=False)
         nn.init.zeros_(self.head.weight)
 
-    def forward(self, rollout: Rollout) -> torch.Tensor:
+    def forward(self, rollout: Rollout, hidden: None = None) -> torch.Tensor:
         """Value of each state before a response token is emitted: [B, T]."""
-        hidden = self.body(**rollout.model_inputs()).last_hidden_state
+        states = self.body(**rollout.model_inputs()).last_hidden_state
         prompt_len, response_len = rollout.prompt_ids.shape[1], rollout.response_ids.shape[1]
-        return self.head(hidden[:, prompt_len - 1 : prompt_len + response_len - 1]).squeeze(-1).float()
+        return self.head(states[:, prompt_len - 1 : prompt_len + response_len - 1]).squeeze(-1).float()
 
 
 class ValueHead(nn.Module):
     """TRL's value head: a scalar head on the policy's own last hidden state. The value loss reaches the policy's
-    trainable weights (a LoRA policy's adapters) as in TRL; only the head is the critic's own parameter."""
+    trainable weights (a LoRA policy's adapters) through the policy's one forward pass, as in TRL; only the head
+    is the critic's own parameter."""
+
+    reads_policy_hidden = True
 
     def __init__(self, policy: nn.Module):
         super().__init__()
-        self.policy = [policy]  # a list, so the policy is not registered (or saved) as part of the critic
         self.head = nn.Linear(policy.config.hidden_size, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, rollout: Rollout) -> torch.Tensor:
-        """Value of each state before a response token is emitted: [B, T]."""
-        policy = self.policy[0]
-        trunk = (policy.get_base_model() if hasattr(policy, "get_base_model") else policy).base_model  # no LM head
-        hidden = trunk(**rollout.model_inputs()).last_hidden_state
-        prompt_len, response_len = rollout.prompt_ids.shape[1], rollout.response_ids.shape[1]
-        return self.head(hidden[:, prompt_len - 1 : prompt_len + response_len - 1]).squeeze(-1).float()
+    def forward(self, rollout: Rollout, hidden: torch.Tensor) -> torch.Tensor:
+        """Value of each state before a response token is emitted, from the policy's hidden states [B, T, H]: [B, T]."""
+        return self.head(hidden).squeeze(-1).float()
 
 
 @dataclass
@@ -139,24 +144,28 @@ class Seq2SeqRollout:
         return Seq2SeqRollout(self.source_ids[index], self.response_ids[index], self.min_tokens,
                               None if self.example_ids is None else self.example_ids[index])
 
+    def forward(self, model: nn.Module, hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits of each message token [B, T, V] and, with `hidden`, the decoder's attentional outputs [B, T, H]."""
+        features = model.features(self.source_ids, self.response_ids)
+        return model.project(features, self.response_ids, self.min_tokens), features if hidden else None
+
     def logits(self, model: nn.Module) -> torch.Tensor:
-        return model.logits(self.source_ids, self.response_ids, self.min_tokens)
+        return self.forward(model)[0]
 
 
 class Seq2SeqCritic(nn.Module):
     """Per-token value head on the policy's own *detached* decoder states (SIL/Lee's A2C baseline: an MLP on
     the attentional output at each step). Only the head is a parameter of the critic; the policy is read,
-    never trained, through it, so the value loss costs one forward pass of the policy and no backward."""
+    never trained, through it, so the value loss costs the policy no pass of its own."""
+
+    reads_policy_hidden = True
 
     def __init__(self, agent: nn.Module, hidden: int = 256):
         super().__init__()
-        self.agent = [agent]  # a list, so the policy's parameters are not registered as the critic's
         self.head = nn.Sequential(nn.Linear(agent.config["hid"], hidden), nn.ReLU(), nn.Linear(hidden, 1))
         nn.init.zeros_(self.head[2].weight)
         nn.init.zeros_(self.head[2].bias)
 
-    def forward(self, rollout: Seq2SeqRollout) -> torch.Tensor:
-        """Value of each state before a message token is emitted: [B, T]."""
-        with torch.no_grad():
-            states = self.agent[0].features(rollout.source_ids, rollout.response_ids)
-        return self.head(states).squeeze(-1).float()
+    def forward(self, rollout: Seq2SeqRollout, hidden: torch.Tensor) -> torch.Tensor:
+        """Value of each state before a message token is emitted, from the policy's decoder states: [B, T]."""
+        return self.head(hidden.detach()).squeeze(-1).float()

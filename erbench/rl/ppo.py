@@ -8,7 +8,9 @@ It knows neither tasks nor methods by name. It receives
     with N > 0 also "samples": the first N held-out prompts as dicts of at least prompt, response, reward and
     kl_to_init (the same prompts and random numbers at every evaluation, so they compare across steps and methods);
   - a method hook with `reference_model`, `init_model`, `after_update(unit)`, `maybe_reset(completed)`, and
-    `sampling_processor(prompts)` / `action_mask(rollout)` for methods that restrict actions (NLPO).
+    `sampling_processor(prompts)` / `action_mask(rollout)` for methods that restrict actions (NLPO);
+  - a critic called as `critic(rollout, hidden)`, where `hidden` is the policy's hidden states from the same
+    forward pass as its logits when the critic `reads_policy_hidden` (a value head), else None (rl/policy.py).
 
 Batches are sequences, not RL4LMs' token transitions: one iteration samples `rollout_prompts`
 responses of T tokens (= rollout_prompts * T transitions) and makes `ppo_epochs * num_minibatches`
@@ -99,9 +101,10 @@ class PPOTrainer:
         with self.timed("update"), torch.no_grad():
             mask = rollout.response_mask
             allowed = self.method.action_mask(rollout)
-            old_logprobs = token_logprobs(rollout.logits(self.policy), rollout.response_ids, allowed)
+            logits, hidden = rollout.forward(self.policy, hidden=self.critic.reads_policy_hidden)
+            old_logprobs = token_logprobs(logits, rollout.response_ids, allowed)
             ref_logprobs = token_logprobs(rollout.logits(self.method.reference_model), rollout.response_ids)
-            values = self.critic(rollout)
+            values = self.critic(rollout, hidden)
             kl = old_logprobs - ref_logprobs  # sampled per-token KL estimate
             if mask is not None:
                 kl, values = kl * mask, values * mask
@@ -147,11 +150,12 @@ class PPOTrainer:
     def optimize(self, batch, old_logprobs, advantages, returns, allowed) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         mask = batch.response_mask
-        logprobs = token_logprobs(batch.logits(self.policy), batch.response_ids, allowed)
+        logits, hidden = batch.forward(self.policy, hidden=self.critic.reads_policy_hidden)  # one pass for both losses
+        logprobs = token_logprobs(logits, batch.response_ids, allowed)
         ratio = torch.exp(logprobs - old_logprobs)
         clipped = torch.clamp(ratio, 1 - cfg.clip_range, 1 + cfg.clip_range)
         policy_loss = masked_mean(torch.max(-advantages * ratio, -advantages * clipped), mask)
-        value_loss = masked_mean((self.critic(batch) - returns) ** 2, mask)  # SB3/RL4LMs: plain MSE, no value clipping
+        value_loss = masked_mean((self.critic(batch, hidden) - returns) ** 2, mask)  # SB3/RL4LMs: plain MSE, no value clipping
         loss = policy_loss + cfg.vf_coef * value_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -358,6 +358,7 @@ class TranslationTask(Task):
         self.listener.requires_grad_(cfg.listener_learns)
         self.listener_init = copy.deepcopy(self.listener.state_dict())
         self.listener_optimizer = torch.optim.Adam(self.listener.parameters(), lr=cfg.listener_lr, betas=(0.9, 0.98))
+        self.nll_rollout = None  # the rollout whose listener NLL `self.nll` holds (see listener_nll)
         train, parts = self.split("train"), split_parts(cfg.part_a, cfg.part_b)
         game = parts["c"][: cfg.game_sentences or None]
         self.game = {"fr": encode(self.sp, [train["fr"][i] for i in game]), "de": encode(self.sp, [train["de"][i] for i in game])}
@@ -389,13 +390,21 @@ class TranslationTask(Task):
     def references(self, rollout: Seq2SeqRollout) -> torch.Tensor:
         return pad([self.game["de"][i] for i in rollout.example_ids.tolist()], self.device)
 
-    @torch.no_grad()
+    def listener_nll(self, rollout: Seq2SeqRollout) -> torch.Tensor:
+        """The listener's per-message NLL of the German references, one pass per rollout: `score` reads it and
+        `learn` trains on the same pass (the trainer calls them in that order, with no listener step between)."""
+        if self.nll_rollout is not rollout:
+            with torch.set_grad_enabled(self.cfg.listener_learns):
+                self.nll = self.listener.nll(as_sentences(rollout.response_ids), self.references(rollout))
+            self.nll_rollout = rollout
+        return self.nll
+
     def score(self, rollout: Seq2SeqRollout) -> torch.Tensor:
         """Per message: the listener's mean log-likelihood of the German reference, or the sentence BLEU of its German."""
-        english = as_sentences(rollout.response_ids)
         if self.cfg.reward == "nll":
-            return -self.listener.nll(english, self.references(rollout))
-        german = self.sp.decode(strip(self.listener.decode(english, MAX_SENTENCE_TOKENS)))
+            return -self.listener_nll(rollout).detach()
+        with torch.no_grad():
+            german = self.sp.decode(strip(self.listener.decode(as_sentences(rollout.response_ids), MAX_SENTENCE_TOKENS)))
         references = self.sp.decode(strip(self.references(rollout)))
         return torch.tensor([sentence_bleu(g, r) for g, r in zip(german, references)], device=self.device)
 
@@ -403,7 +412,8 @@ class TranslationTask(Task):
         """One supervised step of the listener on the German references given the sampled messages."""
         if not self.cfg.listener_learns:
             return {}
-        loss = self.listener.nll(as_sentences(rollout.response_ids), self.references(rollout)).mean()
+        loss = self.listener_nll(rollout).mean()
+        self.nll_rollout = None  # its graph is spent by this step
         self.listener_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.listener.parameters(), 1.0)
