@@ -14,6 +14,7 @@ import queue
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -54,8 +55,9 @@ def last_error_line(text: str) -> str | None:
     return lines[-1] if lines else None
 
 
-def execute(job, record: Path, settings: Settings, env: dict[str, str] | None = None):
-    """Run one job to completion in a subprocess; returns its Outcome. Output goes to <record>.log."""
+def execute(job, record: Path, settings: Settings, env: dict[str, str] | None = None, running: set | None = None):
+    """Run one job to completion in a subprocess; returns its Outcome. Output goes to <record>.log.
+    The process is in `running` while it runs, for a driver that must stop it."""
     from erbench import checkpoint
 
     resume = checkpoint.exists(settings.cache_dir / "checkpoints" / record.stem / "resume")
@@ -68,18 +70,27 @@ def execute(job, record: Path, settings: Settings, env: dict[str, str] | None = 
     log = record.with_suffix(".log")
     started = time.perf_counter()
     with open(log, "w") as output:
-        result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "ERBENCH_QUIET": "1", **(env or {})})
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, "ERBENCH_QUIET": "1", **(env or {})})
+        if running is not None:
+            running.add(process)
+        try:
+            returncode = process.wait()
+        finally:
+            if running is not None:
+                running.discard(process)
     seconds = time.perf_counter() - started
-    if result.returncode == 0:
+    if returncode == 0:
         return Outcome(job.name, "done", seconds=seconds)
-    reason = f"killed by signal {-result.returncode}" if result.returncode < 0 else f"exit code {result.returncode}"
+    reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
     error = last_error_line(log.read_text(errors="replace")) or reason
     return Outcome(job.name, "failed", error=f"{error} ({reason}; log: {log})", seconds=seconds)
 
 
 def local(jobs: list, parallel: int, settings: Settings, finished: Callable, address: str | None = None) -> None:
-    """Run `parallel` jobs at a time; each gets CPU threads = cores / parallel and, with GPUs, one of them."""
+    """Run `parallel` jobs at a time; each gets CPU threads = cores / parallel and, with GPUs, one of them.
+    A driver stopped by Ctrl-C or SIGTERM (a GPU window's end, `timeout`, preemption) stops its running jobs the
+    same way, so each records `interrupted` and writes its checkpoint, and the next sweep resumes them."""
     import torch
 
     gpus = torch.cuda.device_count()
@@ -87,14 +98,18 @@ def local(jobs: list, parallel: int, settings: Settings, finished: Callable, add
     slots: queue.Queue[int] = queue.Queue()
     for slot in range(parallel):
         slots.put(slot)
+    running: set[subprocess.Popen] = set()
+    stopping = threading.Event()
 
     def work(job):
+        if stopping.is_set():
+            return Outcome(job.name, "failed", error="the sweep was stopped before this run started")
         slot = slots.get()
         try:
             env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
-            return execute(job, settings.out / f"{job.name}.json", settings, env)
+            return execute(job, settings.out / f"{job.name}.json", settings, env, running)
         finally:
             slots.put(slot)
 
@@ -103,6 +118,11 @@ def local(jobs: list, parallel: int, settings: Settings, finished: Callable, add
         futures = {pool.submit(work, job): job for job in jobs}
         for future in as_completed(futures):
             finished(futures[future], future.result())
+    except BaseException:
+        stopping.set()
+        for process in list(running):
+            process.terminate()  # SIGTERM: the run stops as on Ctrl-C (status interrupted, checkpoint written)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -171,6 +171,28 @@ def test_a_missing_extra_is_named_in_one_line(tmp_path, module, args, message):
     assert not (tmp_path / "results").exists()  # refused before anything is written
 
 
+def test_a_sweep_stopped_by_sigterm_stops_its_runs_resumable(tmp_path, cache_dir):
+    """What a GPU window's end, `timeout` or preemption sends to the sweep alone: its running job stops too (record
+    `interrupted`, checkpoint written) instead of running on, so the next sweep resumes it."""
+    grid, out = tmp_path / "grid.toml", tmp_path / "sweep"
+    grid.write_text('methods = ["ppo"]\nsettings = [{ "train.iterations" = 400 }]\n')
+    env = {**os.environ, "ERBENCH_QUIET": "1", "ERBENCH_CACHE": str(cache_dir)}
+    sweep = subprocess.Popen([sys.executable, "-m", "erbench.cli", *sweep_args(grid, out, "--seeds", "1", "--checkpoint-every", "1")],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not any(len(r.get("train_curve", [])) >= 2 for r in records(out).values()):  # a checkpoint has been written
+        assert sweep.poll() is None and time.time() < deadline, sweep.communicate()
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGTERM)  # to the sweep only, not its process group
+    assert sweep.wait(timeout=120) == 130, sweep.communicate()
+    [(name, record)] = records(out).items()
+    try:
+        assert record["status"] == "interrupted" and len(record["train_curve"]) < 400
+        assert (cache_dir / "checkpoints" / name / "resume" / "manifest.json").exists()
+    finally:
+        shutil.rmtree(cache_dir / "checkpoints" / name, ignore_errors=True)  # the shared cache serves other tests
+
+
 @pytest.mark.parametrize("task, runs", [("imdb", 7 * 5 + 4 * 3), ("translation", 7 * 5), ("stackllama", 2 * 5)])
 def test_a_claims_grid_writes_the_paper_grids_records(task, runs):
     """Run first, skipped later: each run of `claims` has the name the paper grid gives the same configuration."""
