@@ -36,6 +36,7 @@ BAD_INPUTS = [
     (["run", "imdb", "--method", "elastic", "--scale", "huge"], "unknown scale 'huge'"),
     (["run", "imdb", "--method", "elastic", "--seed", "-1"], "--seed -1 is negative"),
     (["run", "imdb", "--method", "elastic", "--set", "train.lrr=1"], "unknown setting 'train.lrr'"),
+    (["run", "imdb", "--method", "elastic", "--set", "task.kv_cache=quantized"], "choose one of: dynamic, static"),
     (["run", "imdb", "--method", "elastic", "--set", "nonsense=1"], "unknown setting 'nonsense'"),
     (["run", "imdb", "--method", "elastic", "--set", "train.lr"], "has no '='"),
     (["run", "imdb", "--method", "elastic", "--set", "train.lr=inf"], "train.lr must be a finite number"),

@@ -1,6 +1,8 @@
 """Rollout sampling, the log-probs the PPO ratio is built from, and the critics that read the policy's forward pass."""
 
+import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from erbench.models.seq2seq import Seq2SeqAgent
 from erbench.rl.policy import Critic, Rollout, Seq2SeqCritic, Seq2SeqRollout, ValueHead, sample_responses, token_logprobs
@@ -74,3 +76,23 @@ def test_the_value_loss_trains_the_policy_through_a_value_head_and_never_through
     assert torch.equal(logits, messages.logits(agent))
     critic(messages, states).sum().backward()
     assert all(p.grad is None for p in agent.parameters()) and critic.head[0].weight.grad.abs().sum() > 0
+
+
+def tiny_llama():
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_a_static_kv_cache_draws_the_same_tokens_as_the_dynamic_one(tiny_lm, family):
+    """The fixed-shape cache a compiled decode needs changes no sampled token at a fixed seed (left-padded prompts)."""
+    model = tiny_lm if family == "gpt2" else tiny_llama()
+    ids, mask = prompts()
+    drawn = {}
+    for cache in ("dynamic", "static"):
+        torch.manual_seed(1)
+        drawn[cache] = sample_responses(model, ids.repeat(4, 1), mask.repeat(4, 1), 20, top_k=0, pad_token_id=0,
+                                        banned_token_ids=[0], kv_cache=cache)
+    assert drawn["dynamic"].shape == (8, 20) and torch.equal(drawn["dynamic"], drawn["static"])

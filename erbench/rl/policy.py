@@ -74,8 +74,11 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, allowed: torch.Te
 
 @torch.no_grad()
 def sample_responses(model: nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_tokens: int,
-                     top_k: int, pad_token_id: int, banned_token_ids: list[int], logits_processor=None) -> torch.Tensor:
-    """Sample exactly `response_tokens` tokens per prompt (min_length = max_length, as the paper's IMDB env)."""
+                     top_k: int, pad_token_id: int, banned_token_ids: list[int], logits_processor=None,
+                     kv_cache: str = "dynamic") -> torch.Tensor:
+    """Sample exactly `response_tokens` tokens per prompt (min_length = max_length, as the paper's IMDB env).
+    kv_cache "static" preallocates the cache (fixed shapes, so transformers compiles the decode step on a GPU);
+    it draws the same tokens as the growing "dynamic" cache (tests/test_policy.py)."""
     was_training = model.training
     model.eval()
     out = model.generate(
@@ -83,6 +86,7 @@ def sample_responses(model: nn.Module, prompt_ids: torch.Tensor, prompt_mask: to
         temperature=1.0, max_new_tokens=response_tokens, min_new_tokens=response_tokens,
         pad_token_id=pad_token_id, eos_token_id=banned_token_ids or None, use_cache=True,
         logits_processor=[logits_processor] if logits_processor is not None else None,
+        cache_implementation="static" if kv_cache == "static" else None,
     )
     model.train(was_training)
     return out[:, prompt_ids.shape[1]:]

@@ -21,6 +21,7 @@ import re
 import tarfile
 import time
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ class ImdbConfig:
     reward: str = "tfidf"  # "tfidf": TF-IDF + logistic regression on the 20k train split; else a hub classifier id
     gold_reward: str = "naive-bayes"  # reported as reward_gold, never trained against: "naive-bayes", a hub id, or "none"
     top_k: int = 50  # sampling for rollouts and evaluation; RL4LMs left it unset (HF default 50); 0 = full softmax
+    kv_cache: Literal["dynamic", "static"] = "dynamic"  # rollout sampling's KV cache; static: fixed shapes for a compiled decode (GPU)
     prompt_tokens: int = 64  # RL4LMs max_prompt_length (left truncation)
     response_tokens: int = 48  # RL4LMs max_episode_length = min_length = max_new_tokens
     eval_prompts: int = 64  # val prompts per evaluation (0 = all 5,000)
@@ -343,7 +345,8 @@ class ImdbTask(Task):
     def generate(self, model, prompts: tuple[torch.Tensor, torch.Tensor], logits_processor=None) -> Rollout:
         prompt_ids, prompt_mask = prompts
         response = sample_responses(model, prompt_ids, prompt_mask, self.cfg.response_tokens, self.cfg.top_k,
-                                    pad_token_id=self.eot_id, banned_token_ids=[self.eot_id], logits_processor=logits_processor)
+                                    pad_token_id=self.eot_id, banned_token_ids=[self.eot_id], logits_processor=logits_processor,
+                                    kv_cache=self.cfg.kv_cache)
         return Rollout(prompt_ids, prompt_mask, response)
 
     def texts(self, rollout: Rollout) -> tuple[list[str], list[str]]:

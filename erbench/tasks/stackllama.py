@@ -31,6 +31,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,7 @@ class StackLlamaConfig:
     prompt_tokens: int = 128  # RL prompts are questions whose "Question: ...\n\nAnswer: " is shorter than this
     response_min: int = 16  # response lengths ~ U[response_min, response_max)
     response_max: int = 48
+    kv_cache: Literal["dynamic", "static"] = "dynamic"  # rollout sampling's KV cache; static: fixed shapes for a compiled decode (GPU)
     reward_baseline: float = 0.0
     eval_prompts: int = 64
     ppl_answers: int = 200  # held-out human-preferred answers joined for the perplexity (0 = all)
@@ -523,7 +525,7 @@ class StackLlamaTask(Task):
         distribution of sampling exactly that many)."""
         prompt_ids, prompt_mask, lengths = prompts
         response = sample_responses(model, prompt_ids, prompt_mask, int(lengths.max()), top_k=0, pad_token_id=self.pad_id,
-                                    banned_token_ids=[self.eos_id], logits_processor=logits_processor)
+                                    banned_token_ids=[self.eos_id], logits_processor=logits_processor, kv_cache=self.cfg.kv_cache)
         response_mask = (torch.arange(response.shape[1]) < lengths[:, None]).float().to(response.device)
         return Rollout(prompt_ids, prompt_mask, response, response_mask)
 
