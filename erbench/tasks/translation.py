@@ -403,8 +403,7 @@ class TranslationTask(Task):
         """Per message: the listener's mean log-likelihood of the German reference, or the sentence BLEU of its German."""
         if self.cfg.reward == "nll":
             return -self.listener_nll(rollout).detach()
-        with torch.no_grad():
-            german = self.sp.decode(strip(self.listener.decode(as_sentences(rollout.response_ids), MAX_SENTENCE_TOKENS)))
+        german = self.sp.decode(strip(self.listener.decode(as_sentences(rollout.response_ids), MAX_SENTENCE_TOKENS)))
         references = self.sp.decode(strip(self.references(rollout)))
         return torch.tensor([sentence_bleu(g, r) for g, r in zip(german, references)], device=self.device)
 
