@@ -28,15 +28,9 @@ if command -v nvidia-cuda-mps-control >/dev/null; then
   nvidia-cuda-mps-control -d 2>/dev/null && mps=started
 fi
 
-completed() { python3 - "$out/runs" <<'EOF'
-import json, pathlib, sys
-def status(path):
-    try:
-        return json.loads(path.read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None  # a corrupt or foreign file: the sweep warns about it
-print(sum(status(p) == "completed" for p in pathlib.Path(sys.argv[1]).glob("*.json")))
-EOF
+completed() {  # what the sweep itself counts as complete (and skips)
+  python3 -c "import pathlib, sys; from erbench.sweep import record_status
+print(sum(record_status(p) == 'completed' for p in pathlib.Path(sys.argv[1]).glob('*.json')))" "$out/runs"
 }
 before=$(completed)
 prepare_start=$(date +%s)

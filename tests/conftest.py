@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,8 +66,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> 
 def assert_damaged_cache_is_one_line(cache: Path, task: str, damage, run_args: list[str], message: str, tmp_path: Path) -> None:
     """A copy of `cache` with `damage(asset_folder)` done to the task's prepared assets: `erbench run TASK ...` on it
     fails in one line naming the problem and the rebuild, `erbench prepare TASK --force`."""
-    import shutil
-
     damaged = tmp_path / "damaged-cache"
     shutil.copytree(cache / task, damaged / task)
     [assets] = [p for p in (damaged / task).iterdir() if p.is_dir()]
