@@ -18,11 +18,24 @@ DATA_HELP = "folder with the offline data sets (imdb/aclImdb_v1.tar.gz, ...); de
 REPORT_TO_HELP = ("also log to a tracker: none | tensorboard | wandb (offline unless WANDB_MODE or WANDB_API_KEY is set) "
                   "| trackio (each needs erbench's extra of its name: pip install 'erbench\\[wandb]')")
 CACHE_HELP = "where prepared assets are cached; default $ERBENCH_CACHE or ~/.cache/erbench"
+PORTABLE_HELP = ("the CPU code path that gives the same numbers on every x86-64 CPU (also $ERBENCH_PORTABLE_CPU=1; "
+                 "about half the update's speed; default: this CPU's native path)")
 
 
 def fail(error: ErbenchError) -> None:
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(2)
+
+
+def code_path(portable: bool) -> None:
+    """--portable: switch to the portable CPU path before anything loads torch (erbench/cpu.py)."""
+    if portable:
+        from erbench import cpu
+
+        try:
+            cpu.use_portable()
+        except ErbenchError as e:
+            fail(e)
 
 
 def plugins(include_path: list[Path]) -> None:
@@ -76,9 +89,11 @@ def prepare(
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
     force: bool = typer.Option(False, help="rebuild even when cached assets exist"),
+    portable: bool = typer.Option(False, "--portable", help=PORTABLE_HELP),
     include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
     """Build a task's models and reward once (cached; `run` calls this itself)."""
+    code_path(portable)
     plugins(include_path)
     try:
         from erbench.runner import prepare as prepare_task
@@ -109,9 +124,11 @@ def run(
     allow_code_execution: bool = typer.Option(False, "--allow-code-execution", help="run generated code (HumanEval) in a sandboxed process"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
+    portable: bool = typer.Option(False, "--portable", help=PORTABLE_HELP),
     include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
     """Train one policy with one method and write its run record."""
+    code_path(portable)
     plugins(include_path)
     if allow_code_execution:
         os.environ["ERBENCH_ALLOW_CODE_EXECUTION"] = "1"  # read where the code would run; sweeps' runs inherit it
@@ -210,9 +227,11 @@ def sweep(
     report_to: str = typer.Option("none", "--report-to", help=REPORT_TO_HELP + "; files under OUT/TRACKER, one run per seed"),
     data_dir: Path = typer.Option(None, help=DATA_HELP),
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
+    portable: bool = typer.Option(False, "--portable", help=PORTABLE_HELP + "; every run of the sweep"),
     include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
     """Run a grid (methods x settings x seeds); runs with a complete record are skipped, so re-running resumes."""
+    code_path(portable)
     plugins(include_path)
     try:
         from erbench.sweep import sweep as run_sweep
@@ -427,7 +446,8 @@ def check(
     cache_dir: Path = typer.Option(None, help=CACHE_HELP),
     include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
-    """Re-run the reference grid and fail (exit 1) when a metric moves beyond its tolerance."""
+    """Re-run the reference grid and fail (exit 1) when a metric moves beyond its tolerance. Runs use the portable CPU
+    code path (the references' own), whatever the environment says."""
     plugins(include_path)
     import tempfile
 
@@ -435,6 +455,10 @@ def check(
         from erbench.report import check as regression
 
         grid = regression.load_grid(reference)
+        if not fresh:
+            from erbench import cpu
+
+            cpu.use_portable()  # the references' path: their last digits hold on any x86-64 CPU
         if calibrate:
             from erbench.report.calibrate import calibrate as measure
 

@@ -1,4 +1,5 @@
-"""One floating-point code path on every x86-64 CPU, so a run gives the same numbers on Intel and AMD.
+"""Native code paths by default; one portable floating-point path, the same on every x86-64 CPU, where exactness
+across CPUs is the point (`erbench check`, `--portable`, ERBENCH_PORTABLE_CPU=1).
 
 torch (MKL BLAS and ATen's vectorised kernels), numpy (its SIMD ufunc loops, which scikit-learn's reward
 training runs on) and OpenBLAS each pick kernels for the CPU at hand; kernels of different vector widths
@@ -7,12 +8,19 @@ trajectories. Measured on this project's references (README, "Reproducibility"):
 against its AVX2 loops move the IMDB TF-IDF reward's test accuracy from 0.90268 to 0.9034, and a 1e-5
 difference in the translation listener's first reward ends six PPO iterations later at KL 6.6 or 10.1.
 
-`pin()` runs at `import erbench`, before torch or numpy are loaded, and sets each library's own switch to
-a path every x86-64-v3 (AVX2) CPU runs identically. A variable the user has set wins, and
-ERBENCH_NATIVE_CPU=1 keeps the native paths (faster matrix products, exact only on one CPU model)."""
+The portable path costs the PPO update about half its speed (MKL's COMPATIBLE branch is SSE2), so it is not
+the default: runs are statistics over seeds, and only the regression check needs the last bits to agree
+across CPU makers. `pin()` runs at `import erbench`, before torch or numpy are loaded, and with
+ERBENCH_PORTABLE_CPU=1 sets each library's own switch to a path every x86-64-v3 (AVX2) CPU runs
+identically; `use_portable()` does the same for a command that chooses it (a variable the user has set wins)."""
 
 import os
 import platform
+import sys
+
+from erbench.errors import ErbenchError
+
+PORTABLE_ENV = "ERBENCH_PORTABLE_CPU"  # "1": the portable path, in this process and in the runs it starts
 
 PINNED = {
     # MKL (torch's BLAS): on non-Intel CPUs MKL honours only AUTO and COMPATIBLE, and AUTO dispatches by CPU;
@@ -39,20 +47,42 @@ def has_avx2() -> bool:
         return False
 
 
+def can_pin() -> bool:
+    """On CPUs without AVX2 nothing is pinned: forcing AVX2 kernels there would crash OpenBLAS, and such CPUs
+    cannot share the references' path anyway."""
+    return platform.machine() in ("x86_64", "AMD64") and has_avx2()
+
+
+def portable() -> bool:
+    """Whether this process runs the portable path."""
+    return os.environ.get(PORTABLE_ENV) == "1" and can_pin()
+
+
 def pin() -> None:
-    """Pin the code paths (see the module doc). On CPUs without AVX2 nothing is pinned: forcing AVX2 kernels
-    there would crash OpenBLAS, and such CPUs cannot share the references' path anyway."""
-    if os.environ.get("ERBENCH_NATIVE_CPU") == "1" or platform.machine() not in ("x86_64", "AMD64") or not has_avx2():
+    """Pin the code paths when ERBENCH_PORTABLE_CPU=1 (see the module doc)."""
+    if portable():
+        for key, value in PINNED.items():
+            os.environ.setdefault(key, value)
+
+
+def use_portable() -> None:
+    """Switch this process, and the processes it starts, to the portable path. The libraries read their switches
+    when they load, so this must come before torch or numpy are imported."""
+    if portable():
         return
-    for key, value in PINNED.items():
-        os.environ.setdefault(key, value)
+    loaded = [name for name in ("torch", "numpy") if name in sys.modules]
+    if loaded:
+        raise ErbenchError(f"the portable CPU code path was asked for after {' and '.join(loaded)} loaded",
+                           f"set {PORTABLE_ENV}=1 in the environment instead")
+    os.environ[PORTABLE_ENV] = "1"
+    pin()
 
 
 def code_paths() -> dict:
     """What is in force in this process, for run records: the switches and what each library reports."""
     import torch
 
-    paths = {key: os.environ.get(key) for key in PINNED}
+    paths = {"portable": portable(), **{key: os.environ.get(key) for key in PINNED}}
     paths["aten_capability"] = torch.backends.cpu.get_cpu_capability()
     paths["mkl_cbwr_branch"] = mkl_branch(torch)
     try:

@@ -5,7 +5,7 @@ Each variant re-runs the whole grid in a child process (the CPU switches of erbe
 process loads torch and numpy), with its own asset cache so that `prepare` also runs on the variant's code
 path. Complete records are kept under OUT/<variant>/, so an interrupted calibration resumes.
 
-- `pinned`: the references themselves (erbench's pinned code path, the grid's thread count).
+- `pinned`: the references themselves (erbench's portable code path, the grid's thread count).
 - code-path variants: one thread; this CPU's native paths (AVX-512 ATen and numpy, MKL's own dispatch);
   native paths limited to AVX2 (what an AVX2-only CPU, such as an AMD EPYC before Zen 4, picks by itself).
 - seed variants: the next two seeds, pinned, for the scale of a real change.
@@ -26,13 +26,14 @@ from erbench.report import check
 
 NO_AVX512 = {"ATEN_CPU_CAPABILITY": "avx2", "NPY_DISABLE_CPU_FEATURES": cpu.PINNED["NPY_DISABLE_CPU_FEATURES"]}
 # name: (environment, threads (None: the grid's), seed offset, what it stands for)
+PORTABLE = {cpu.PORTABLE_ENV: "1"}
 VARIANTS = {
-    "pinned": ({}, None, 0, "the references: erbench's pinned code path"),
-    "threads-1": ({}, 1, 0, "one torch thread instead of the grid's"),
-    "native": ({"ERBENCH_NATIVE_CPU": "1"}, None, 0, "this CPU's native code paths"),
-    "native-avx2": ({"ERBENCH_NATIVE_CPU": "1", **NO_AVX512}, None, 0, "native paths without AVX-512"),
-    "seed+1": ({}, None, 1, "the next seed"),
-    "seed+2": ({}, None, 2, "the seed after"),
+    "pinned": (PORTABLE, None, 0, "the references: erbench's portable code path"),
+    "threads-1": (PORTABLE, 1, 0, "one torch thread instead of the grid's"),
+    "native": ({}, None, 0, "this CPU's native code paths"),
+    "native-avx2": (NO_AVX512, None, 0, "native paths without AVX-512"),
+    "seed+1": (PORTABLE, None, 1, "the next seed"),
+    "seed+2": (PORTABLE, None, 2, "the seed after"),
 }
 CODE_PATH_VARIANTS = ("threads-1", "native", "native-avx2")
 SAFETY = 2.0
@@ -44,7 +45,7 @@ def run_variants(reference_dir: Path, out: Path, data_dir: Path | None) -> None:
     for name, (env, threads, offset, _) in VARIANTS.items():
         # Seed variants share the pinned variant's assets: prepare does not depend on the seed.
         cache = out / "cache" / ("pinned" if name.startswith("seed") else name)
-        child_env = {k: v for k, v in os.environ.items() if k not in cpu.PINNED} | env
+        child_env = {k: v for k, v in os.environ.items() if k not in cpu.PINNED and k != cpu.PORTABLE_ENV} | env
         args = [sys.executable, "-m", "erbench.report.calibrate", str(reference_dir), str(out / name), str(cache),
                 str(threads or grid["threads"]), str(offset), str(data_dir or "")]
         print(f"calibration variant {name}: {VARIANTS[name][3]}", file=sys.stderr, flush=True)

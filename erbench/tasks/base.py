@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
+from erbench import cpu
 from erbench.errors import ErbenchError
 from erbench.progress import say
 from erbench.rl.policy import Critic
@@ -23,7 +24,8 @@ class Task:
 
     def __init__(self, cfg, data_dir: Path | None, cache_dir: Path, device, seed: int = 0):
         self.cfg, self.data_dir, self.cache_dir, self.device, self.seed = cfg, data_dir, cache_dir, device, seed
-        self.asset_dir = cache_dir / self.name / self.asset_key()
+        # Assets built on the portable path live apart: a check must never train from natively built ones.
+        self.asset_dir = cache_dir / self.name / (self.asset_key() + ("-portable" if cpu.portable() else ""))
 
     def asset_config(self) -> dict:
         return {k: v for k, v in asdict(self.cfg).items() if k in self.asset_fields}
