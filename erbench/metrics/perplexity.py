@@ -52,7 +52,13 @@ def perplexity(model: nn.Module, token_ids: list[int], context: int, stride: int
 
 
 def _window_nll(model, tokens, group, device) -> torch.Tensor:
-    """Per-position NLL of token i+1 given tokens begin..i, for each window in the group: [G, L-1]."""
+    """Per-position NLL of token i+1 given tokens begin..i, for each window in the group: [G, L-1], NaN before
+    the earliest position a window of the group scores (the LM head runs only from there)."""
     ids = torch.stack([tokens[b:e] for b, e, _ in group]).to(device)
-    logits = model(input_ids=ids).logits.float()
-    return F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none").cpu()
+    length = ids.shape[1]
+    keep = max(e - first for _, e, first in group) + 1  # the logits predicting scored tokens, and the last one
+    logits = model(input_ids=ids, logits_to_keep=keep).logits[:, :-1].float()
+    targets = ids[:, length - keep + 1:]
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+    unscored = torch.full((len(group), length - keep), float("nan"))
+    return torch.cat([unscored, nll.view(len(group), keep - 1).cpu()], dim=1)

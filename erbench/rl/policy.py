@@ -46,9 +46,12 @@ class Rollout:
     def forward(self, model: nn.Module, hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits predicting each response token [B, T, V] and, with `hidden`, the last hidden state at the same
         positions [B, T, H] (after the final norm, what the LM head reads)."""
-        outputs = model(**self.model_inputs(), output_hidden_states=hidden)
-        states = slice(self.prompt_ids.shape[1] - 1, self.prompt_ids.shape[1] + self.response_ids.shape[1] - 1)
-        return outputs.logits[:, states].float(), outputs.hidden_states[-1][:, states] if hidden else None
+        response_len = self.response_ids.shape[1]
+        # The LM head only where a response token is predicted (the last T + 1 positions, less the final one): at a
+        # small model's large vocabulary the head costs as much as the trunk, and the prompt's logits are never read.
+        outputs = model(**self.model_inputs(), output_hidden_states=hidden, logits_to_keep=response_len + 1)
+        states = slice(self.prompt_ids.shape[1] - 1, self.prompt_ids.shape[1] + response_len - 1)
+        return outputs.logits[:, :-1].float(), outputs.hidden_states[-1][:, states] if hidden else None
 
     def logits(self, model: nn.Module) -> torch.Tensor:
         return self.forward(model)[0]

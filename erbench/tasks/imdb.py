@@ -32,7 +32,7 @@ from erbench.downloads import find_or_download
 from erbench.errors import ErbenchError
 from erbench.metrics.diversity import distinct_n
 from erbench.metrics.perplexity import perplexity
-from erbench.models.causal_lm import pretrain_causal_lm, token_stream
+from erbench.models.causal_lm import fused_gelu, pretrain_causal_lm, token_stream
 from erbench.models.text_classifier import load_classifier, save_classifier, sentiment_classifier
 from erbench.progress import quiet_model_loading, say
 from erbench.rl.kl import exact_kl
@@ -196,7 +196,7 @@ def pretrain_lm(cfg: ImdbConfig, stream: torch.Tensor, vocab_size: int, eot_id: 
     config = GPT2Config(vocab_size=vocab_size, n_positions=cfg.lm_context, n_embd=cfg.lm_width, n_layer=cfg.lm_layers,
                         n_head=cfg.lm_heads, bos_token_id=eot_id, eos_token_id=eot_id, resid_pdrop=0.0,
                         embd_pdrop=0.0, attn_pdrop=0.0)
-    return pretrain_causal_lm(GPT2LMHeadModel(config).to(device), stream, cfg.lm_context, cfg.lm_train_tokens,
+    return pretrain_causal_lm(fused_gelu(GPT2LMHeadModel(config)).to(device), stream, cfg.lm_context, cfg.lm_train_tokens,
                               cfg.lm_batch_size, cfg.lm_lr, device, cfg.lm_compile)
 
 
@@ -322,7 +322,7 @@ class ImdbTask(Task):
             "test": self.encode_prompts([prompt_of(t) for t, _ in sample(self.splits.test, cfg.test_prompts)]),
         }
         self.review_tokens = {split: self.ppl_tokens(split, self.tokenizer) for split in ("val", "test")}
-        return model.to(self.device)
+        return fused_gelu(model).to(self.device)
 
     def ppl_tokens(self, split: str, tokenizer) -> list[int]:
         reviews = [t for t, _ in sample(getattr(self.splits, split), self.cfg.ppl_reviews)]
