@@ -233,9 +233,10 @@ def sweep(
 
 
 RESULTS_HELP = "folder searched (recursively) for run records; its reference/ subfolder is left out"
+VERBOSE_HELP = "name each older run left out because a newer run of the same settings and seed replaces it"
 
 
-def load_runs(results: Path, checkpoint: str):
+def load_runs(results: Path, checkpoint: str, verbose: bool):
     """The runs table, curves and interpolation curves, and the records behind the runs (newest per seed)."""
     from erbench.report.records import curves_table, interpolation_table, newest_per_seed, read_records, runs_table
 
@@ -247,7 +248,13 @@ def load_runs(results: Path, checkpoint: str):
     records = read_records(results, warn=warn)
     if not records:
         raise ErbenchError(f"no completed run records under {results}", "run `erbench run TASK --method M` first, or pass --results DIR")
-    runs = newest_per_seed(records, warn)
+    runs, superseded = newest_per_seed(records)
+    # A re-run replacing an older record is expected (records are kept where they were made), so one line, not one each.
+    if verbose:
+        for older, newer in superseded:
+            typer.echo(f"superseded: {older} by {newer}, a newer run of the same settings and seed", err=True)
+    elif superseded:
+        typer.echo(f"note: {len(superseded)} older runs superseded by newer ones of the same settings; --verbose lists them", err=True)
     # Interpolation curves come from every record: a re-run does not redo the older run's `erbench interpolate`.
     return runs_table(runs, checkpoint), curves_table(runs), interpolation_table(records), runs
 
@@ -264,6 +271,7 @@ def plot(
                                 "against sqrt(KL))"),
     checkpoint: str = typer.Option("final", help="final | best (best-by-reward evaluation, as SIL reports)"),
     results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     out: Path = typer.Option(None, help="output file (.png, .svg or .pdf) when one figure is drawn; default "
                              "results/<kind>-<task>[-<scale>][-<x>][-sqrt].png"),
     include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
@@ -278,7 +286,7 @@ def plot(
             raise ErbenchError("nothing to plot", "pass --pareto and/or --curves")
         if out is not None and out.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise ErbenchError(f"cannot write a plot to {out}", "give --out a .png, .svg or .pdf file")
-        runs, curve_rows, interpolations, _ = load_runs(results, checkpoint)
+        runs, curve_rows, interpolations, _ = load_runs(results, checkpoint, verbose)
         tasks = [task] if task else sorted(runs["task"].unique())
         figures = []  # (kind, task, scale or None, drift)
         for name in tasks:
@@ -317,6 +325,7 @@ def report(
     checkpoint: str = typer.Option("final", help="final | best"),
     drift_budget: float = typer.Option(None, help="drift budget for reward@budget (default: the median drift)"),
     results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     claims_file: Path = typer.Option(Path("results/claims.toml"), help="the claims to judge and the drift levels of the reward@level columns"),
     published_file: Path = typer.Option(Path("results/published.csv"), help="the published numbers"),
     write: bool = typer.Option(False, "--write", help="write the committed report (markdown, --published --claims) to --report-file "
@@ -345,7 +354,7 @@ def report(
         if (write or verify) and format != "md":
             raise ErbenchError(f"--write and --verify make the markdown report, not --format {format}", "drop --format")
         published, claims = published or write or verify, claims or write or verify
-        runs, _, _, records = load_runs(results, checkpoint)
+        runs, _, _, records = load_runs(results, checkpoint, verbose)
         claim_list, levels = load_claims(claims_file) if claims or claims_file.exists() else ([], {})
         runs = tables.with_level_rewards(runs, records, levels)
         table, notes = tables.summary(runs, drift_budget, levels)
