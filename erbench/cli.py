@@ -153,11 +153,9 @@ def run(
             path, record = run_trl(cfg, algo, out, *dirs(data_dir, cache_dir), record_path=record_file)
     except ErbenchError as e:
         fail(e)
-    for split in ("val", "test"):
-        metrics = record["final"][split]
-        typer.echo(f"{split:4s} " + "  ".join(f"{k} {metrics[k]:.4f}" for k in ("reward", *registry().task(task).drift_metrics) if k in metrics))
-    typer.echo(f"resets after iterations: {record['resets'] or 'none'}")
-    typer.echo(f"record: {path}")
+    from erbench.results import summary_lines
+
+    typer.echo("\n".join(summary_lines(record, path, registry().task(task).drift_metrics)))
 
 
 @app.command("config")
@@ -252,9 +250,10 @@ def sweep(
 
 
 RESULTS_HELP = "folder searched (recursively) for run records; its reference/ subfolder is left out"
+VERBOSE_HELP = "name each older run left out because a newer run of the same settings and seed replaces it"
 
 
-def load_runs(results: Path, checkpoint: str):
+def load_runs(results: Path, checkpoint: str, verbose: bool):
     """The runs table, curves and interpolation curves, and the records behind the runs (newest per seed)."""
     from erbench.report.records import curves_table, interpolation_table, newest_per_seed, read_records, runs_table
 
@@ -266,7 +265,13 @@ def load_runs(results: Path, checkpoint: str):
     records = read_records(results, warn=warn)
     if not records:
         raise ErbenchError(f"no completed run records under {results}", "run `erbench run TASK --method M` first, or pass --results DIR")
-    runs = newest_per_seed(records, warn)
+    runs, superseded = newest_per_seed(records)
+    # A re-run replacing an older record is expected (records are kept where they were made), so one line, not one each.
+    if verbose:
+        for older, newer in superseded:
+            typer.echo(f"superseded: {older} by {newer}, a newer run of the same settings and seed", err=True)
+    elif superseded:
+        typer.echo(f"note: {len(superseded)} older runs superseded by newer ones of the same settings; --verbose lists them", err=True)
     # Interpolation curves come from every record: a re-run does not redo the older run's `erbench interpolate`.
     return runs_table(runs, checkpoint), curves_table(runs), interpolation_table(records), runs
 
@@ -283,6 +288,7 @@ def plot(
                                 "against sqrt(KL))"),
     checkpoint: str = typer.Option("final", help="final | best (best-by-reward evaluation, as SIL reports)"),
     results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     out: Path = typer.Option(None, help="output file (.png, .svg or .pdf) when one figure is drawn; default "
                              "results/<kind>-<task>[-<scale>][-<x>][-sqrt].png"),
     include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
@@ -297,7 +303,7 @@ def plot(
             raise ErbenchError("nothing to plot", "pass --pareto and/or --curves")
         if out is not None and out.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise ErbenchError(f"cannot write a plot to {out}", "give --out a .png, .svg or .pdf file")
-        runs, curve_rows, interpolations, _ = load_runs(results, checkpoint)
+        runs, curve_rows, interpolations, _ = load_runs(results, checkpoint, verbose)
         tasks = [task] if task else sorted(runs["task"].unique())
         figures = []  # (kind, task, scale or None, drift)
         for name in tasks:
@@ -336,23 +342,26 @@ def report(
     checkpoint: str = typer.Option("final", help="final | best"),
     drift_budget: float = typer.Option(None, help="drift budget for reward@budget (default: the median drift)"),
     results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     claims_file: Path = typer.Option(Path("results/claims.toml"), help="the claims to judge and the drift levels of the reward@level columns"),
     published_file: Path = typer.Option(Path("results/published.csv"), help="the published numbers"),
-    write: bool = typer.Option(False, "--write", help="write the committed report (markdown, --published --claims) to --report-file "
-                                                      "and the Findings table between the README's findings markers"),
-    verify: bool = typer.Option(False, "--verify", help="exit 1 when --report-file or the README's Findings differ from what the records give"),
+    write: bool = typer.Option(False, "--write", help="write the committed report (markdown, --published --claims) to --report-file, "
+                                                      "and the generated blocks between their markers in --readme (Findings, tour) "
+                                                      "and in the --docs pages (samples)"),
+    verify: bool = typer.Option(False, "--verify", help="exit 1 when --report-file, the README's or the docs pages' generated blocks "
+                                                        "differ from what the records give"),
     report_file: Path = typer.Option(Path("results/report.md"), help="the committed report (--write, --verify)"),
-    readme: Path = typer.Option(Path("README.md"), help="the README holding the Findings table (--write, --verify)"),
+    readme: Path = typer.Option(Path("README.md"), help="the README holding the headline Findings and the tour (--write, --verify)"),
+    docs: Path = typer.Option(Path("docs"), help="the reference pages; observability.md holds the samples excerpt (--write, --verify)"),
     include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
-    """Print mean ± s.e. over seeds per task, scale and method, reward at drift levels and budgets, front hypervolume,
-    and with --claims each claim's verdict."""
+    """Print mean ± s.e. over seeds per task, scale and method, reward at drift levels and budgets, front hypervolume, and with --claims each claim's verdict."""
     plugins(include_path)
     try:
         import pandas as pd
 
-        from erbench.report import findings, tables
-        from erbench.report.claims import evaluate, findings_markdown, load_claims, verdict_line
+        from erbench.report import findings, tables, tour
+        from erbench.report.claims import evaluate, findings_markdown, headline_markdown, load_claims, verdict_line
         from erbench.report.samples import drift_examples
 
         if format not in ("md", "csv", "json"):
@@ -364,7 +373,7 @@ def report(
         if (write or verify) and format != "md":
             raise ErbenchError(f"--write and --verify make the markdown report, not --format {format}", "drop --format")
         published, claims = published or write or verify, claims or write or verify
-        runs, _, _, records = load_runs(results, checkpoint)
+        runs, _, _, records = load_runs(results, checkpoint, verbose)
         claim_list, levels = load_claims(claims_file) if claims or claims_file.exists() else ([], {})
         runs = tables.with_level_rewards(runs, records, levels)
         table, notes = tables.summary(runs, drift_budget, levels)
@@ -380,14 +389,15 @@ def report(
         if examples:
             text += "\n\n### What drift looks like\n\nThe first val prompt of each task's evaluation; the initial policy, " \
                     "then each method's final policy (`erbench samples RECORD ...` shows every sampled prompt).\n\n" + examples
-        if claims:
-            text += "\n\n### Claims\n\n" + "\n".join(verdict_line(v) for v in verdicts)
+        if claims:  # markdown gets the Findings table, csv and json a line per verdict
+            text += "\n\n### Claims\n\n" + (findings_markdown(verdicts) if format == "md" else "\n".join(verdict_line(v) for v in verdicts))
         if write or verify:
-            excerpt = examples or "No committed record has samples yet."
-            wanted = findings.documents(text, {"findings": findings_markdown(verdicts), "samples": excerpt}, report_file, readme)
+            readme_blocks = {"findings": headline_markdown(verdicts), **tour.blocks(records, text)}
+            samples_block = {"samples": examples or "No committed record has samples yet."}
+            wanted = findings.documents(text, report_file, {readme: readme_blocks, docs / findings.SAMPLES_PAGE: samples_block})
             if write:
                 findings.write(wanted)
-                typer.echo(f"wrote {report_file} and the findings in {readme}")
+                typer.echo(f"wrote {', '.join(map(str, wanted))}")
                 return
             stale = findings.stale(wanted)
             if stale:
@@ -395,7 +405,7 @@ def report(
                 typer.echo(f"error: {', '.join(map(str, stale))} differ(s) from what the committed records give; "
                            f"refresh with `{refresh}` and commit", err=True)
                 raise typer.Exit(1)
-            typer.echo(f"{report_file} and the findings in {readme} match the records")
+            typer.echo(f"{', '.join(map(str, wanted))} match the records")
             return
         typer.echo(text)
     except ErbenchError as e:

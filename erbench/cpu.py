@@ -4,7 +4,7 @@ across CPUs is the point (`erbench check`, `--portable`, ERBENCH_PORTABLE_CPU=1)
 torch (MKL BLAS and ATen's vectorised kernels), numpy (its SIMD ufunc loops, which scikit-learn's reward
 training runs on) and OpenBLAS each pick kernels for the CPU at hand; kernels of different vector widths
 add in different orders, so the last bits differ, and RL training amplifies last bits into different
-trajectories. Measured on this project's references (README, "Reproducibility"): numpy's AVX-512 loops
+trajectories. Measured on this project's references (docs/reproducibility.md): numpy's AVX-512 loops
 against its AVX2 loops move the IMDB TF-IDF reward's test accuracy from 0.90268 to 0.9034, and a 1e-5
 difference in the translation listener's first reward ends six PPO iterations later at KL 6.6 or 10.1.
 

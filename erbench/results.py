@@ -70,6 +70,13 @@ def read_record(path: Path, fix: str) -> dict:
     return record
 
 
+def summary_lines(record: dict, path: Path, drift_metrics: Iterable[str]) -> list[str]:
+    """What `erbench run` prints when a run ends: final val and test reward and drift, the resets, the record."""
+    lines = [f"{split:4s} " + "  ".join(f"{k} {record['final'][split][k]:.4f}" for k in ("reward", *drift_metrics)
+                                         if k in record["final"][split]) for split in ("val", "test")]
+    return lines + [f"resets after iterations: {record['resets'] or 'none'}", f"record: {path}"]
+
+
 def git_commit() -> str | None:
     try:
         root = Path(__file__).resolve().parent.parent

@@ -238,36 +238,45 @@ def repo(tmp_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({k: v for k, v in r.items() if k != "path"}))
     (tmp_path / "claims.toml").write_text(CLAIMS_TOML)
-    (tmp_path / "README.md").write_text(f"# erbench\n\n## Findings\n\n{BEGIN}\nold\n{END}\n\nMore text.\n\n"
-                                        f"{SAMPLES_BEGIN}\nold samples\n{SAMPLES_END}\n")
+    tour = "".join(f"{MARKERS[block][0]}\nold\n{MARKERS[block][1]}\n\n" for block in ("tour-run", "tour-report", "tour-samples"))
+    (tmp_path / "README.md").write_text(f"# erbench\n\n{tour}## Findings\n\n{BEGIN}\nold\n{END}\n\nMore text.\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "observability.md").write_text(f"# Samples\n\n{SAMPLES_BEGIN}\nold samples\n{SAMPLES_END}\n")
     return tmp_path
 
 
 def report(repo, *args):
     return erbench_in_process("report", "--results", str(repo / "results"), "--claims-file", str(repo / "claims.toml"),
                    "--published-file", str(REPO / "results" / "published.csv"), "--readme", str(repo / "README.md"),
-                   "--report-file", str(repo / "results" / "report.md"), *args, cache_dir=repo)
+                   "--report-file", str(repo / "results" / "report.md"), "--docs", str(repo / "docs"), *args, cache_dir=repo)
 
 
 def test_findings_are_written_between_the_markers_and_verified(repo):
     assert report(repo, "--write").returncode == 0
     readme = (repo / "README.md").read_text()
-    assert readme.startswith("# erbench\n\n## Findings\n\n") and f"{END}\n\nMore text.\n\n{SAMPLES_BEGIN}" in readme
-    assert f"{SAMPLES_BEGIN}\nNo committed record has samples yet.\n{SAMPLES_END}" in readme  # these records have none
-    assert "old" not in readme and "| imdb | tiny | elastic beats ppo" in readme and "**SUPPORTED**" in readme
+    assert readme.startswith("# erbench\n\n") and f"{END}\n\nMore text.\n" in readme and "old" not in readme
+    # The headline: a line per claim and scale, with the comparison that decides it.
+    assert "| **SUPPORTED** | tiny | elastic beats ppo (reward at perplexity <= 150) | vs ppo +0.200 [" in readme
+    # The tour: what `erbench run` printed for elastic seed 0, an excerpt of the report; these records have no samples.
+    assert "$ erbench run imdb --method elastic\n" in readme and "resets after iterations: none\nrecord: " in readme
+    assert "$ erbench report\n(no committed records of translation at scale tiny)" in readme
+    assert "(no committed imdb tiny records of elastic, ppo-nokl at seed 2 with samples)" in readme
+    samples = (repo / "docs" / "observability.md").read_text()
+    assert f"{SAMPLES_BEGIN}\nNo committed record has samples yet.\n{SAMPLES_END}" in samples
     written = (repo / "results" / "report.md").read_text()
-    assert "### Claims" in written and "**SUPPORTED** `c`" in written
+    assert "### Claims" in written and "| imdb | tiny | elastic beats ppo (`c`;" in written  # the full table
     printed = report(repo, "--published", "--claims")
     assert printed.stdout == written  # the committed report is exactly what `report --published --claims` prints
     ok = report(repo, "--verify")
     assert ok.returncode == 0, ok.stderr
 
 
-@pytest.mark.parametrize("stale", ["README.md", "results/report.md"])
-def test_verify_fails_after_a_hand_edit(repo, stale):
+@pytest.mark.parametrize("stale, word", [("README.md", "SUPPORTED"), ("README.md", "record: "), ("results/report.md", "SUPPORTED"),
+                                         ("docs/observability.md", "No committed")])
+def test_verify_fails_after_a_hand_edit(repo, stale, word):
     assert report(repo, "--write").returncode == 0
     path = repo / stale
-    path.write_text(path.read_text().replace("SUPPORTED", "SUPPORTED (typed)", 1))
+    path.write_text(path.read_text().replace(word, f"{word} (typed)", 1))
     out = report(repo, "--verify")
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 1 and len(lines) == 1 and str(path) in lines[0] and "--write" in lines[0]

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,8 @@ from conftest import erbench, erbench_in_process
 from erbench.report.check import compare
 from erbench.report.pareto import hypervolume, pareto_front, reward_at_drift
 from erbench.report.records import newest_per_seed, read_records, runs_table
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def brute_force_front(drift, reward):
@@ -106,8 +109,8 @@ def test_report_markdown_has_published_rows_claims_and_reward_at_the_levels(resu
     at_kl = np.mean([0.80, 0.5 + 0.31 * 5 / 6, 0.5 + 0.32 * 5 / 7])
     assert elastic.split(" | ")[-4:-2] == ["0.8100 ± 0.0058", f"{at_kl:.4f} ± {np.std([0.80, 0.5 + 0.31 * 5 / 6, 0.5 + 0.32 * 5 / 7], ddof=1) / 3 ** 0.5:.4f}"]
     # reset has 2 seeds (3 needed): the numbers are shown, the verdict is NOT ENOUGH DATA.
-    assert "**NOT ENOUGH DATA** `imdb-elastic-vs-reset-to-init` (scale tiny" in out.stdout
-    assert "vs reset: +0.210 [+0.200, +0.220], P(improve) 1.00, seeds 3 vs 2 (need 3)" in out.stdout
+    [row] = [line for line in out.stdout.splitlines() if "`imdb-elastic-vs-reset-to-init`" in line]
+    assert row.startswith("| imdb | tiny | ") and "need 3 seeds) | **NOT ENOUGH DATA** | reset | +0.210 [+0.200, +0.220] | 1.00 | 3 vs 2 |" in row
 
 
 def test_bad_files_are_skipped_with_a_warning_and_never_modified(results, tmp_path):
@@ -243,13 +246,27 @@ def test_evaluating_the_ema_is_not_a_different_setting(results, tmp_path):
     assert set(rows[rows["method"] == "elastic"]["setting"]) == {""}
 
 
-def test_a_rerun_of_the_same_configuration_and_seed_replaces_the_older_record(results):
+def test_a_rerun_of_the_same_configuration_and_seed_replaces_the_older_record(results, tmp_path):
     older = json.loads((results / "runs" / "elastic-0.json").read_text())
     newer = {**older, "started": "20990101T000000Z", "final": {**older["final"], "val": {**older["final"]["val"], "reward": 0.99}}}
     (results / "rerun").mkdir()
     (results / "rerun" / "elastic.json").write_text(json.dumps(newer))
-    warnings = []
-    rows = runs_table(newest_per_seed(read_records(results), warn=warnings.append))
+    kept, superseded = newest_per_seed(read_records(results))
+    rows = runs_table(kept)
     elastic = rows[rows["method"] == "elastic"]
     assert sorted(elastic["seed"]) == [0, 1, 2] and elastic[elastic["seed"] == 0]["reward"].item() == 0.99
-    assert len(warnings) == 1 and "elastic-0.json" in warnings[0] and "newer run" in warnings[0]
+    assert superseded == [(str(results / "runs" / "elastic-0.json"), str(results / "rerun" / "elastic.json"))]
+    quiet = erbench_in_process("report", "--results", str(results), cache_dir=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == "note: 1 older runs superseded by newer ones of the same settings; --verbose lists them\n"
+    verbose = erbench_in_process("report", "--results", str(results), "--verbose", cache_dir=tmp_path)
+    assert verbose.stderr.splitlines() == [f"superseded: {superseded[0][0]} by {superseded[0][1]}, a newer run of the same settings and seed"]
+
+
+@pytest.mark.parametrize("command", [["report"], ["plot", "--pareto", "--task", "translation", "--out", "pareto.png"]])
+def test_the_committed_results_report_with_at_most_two_warning_lines(command, tmp_path):
+    """A first report over the committed results/ must not look broken: superseded records are one note, not a list."""
+    command = [str(tmp_path / arg) if arg.endswith(".png") else arg for arg in command]
+    result = erbench_in_process(*command, "--results", str(REPO / "results"), cache_dir=tmp_path)
+    assert result.returncode == 0 and len(result.stderr.splitlines()) <= 2, result.stderr
+
+

@@ -31,7 +31,7 @@ FIELDS = {"reward_at_drift": (*COMMON, "baselines", "drift"),  # the fields each
           "change_from_initial": (*COMMON, "metric", "direction")}
 KINDS = tuple(FIELDS)
 DIRECTIONS = ("increase", "decrease")
-# Fixed so that the verdicts (and the README findings CI compares) are the same on every run.
+# Fixed so that the verdicts (and the findings CI compares) are the same on every run.
 RESAMPLES, RNG_SEED, CONFIDENCE = 10_000, 0, 0.95
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH = "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "NOT ENOUGH DATA"
 # Settings a claim may select on: the trainer's and the method's fields (task fields are checked against the records).
@@ -347,11 +347,12 @@ def verdict_line(verdict: Verdict) -> str:
 
 
 def findings_markdown(verdicts: list[Verdict]) -> str:
-    """The README's Findings table: a row per comparison; the claim and its verdict on its first row."""
+    """The full Findings table (results/report.md): a row per comparison; the claim and its verdict on its first row."""
     rows = ["| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) (vs initial: runs moved) | seeds |", "|---|---|---|---|---|---|---|---|"]
     for verdict in verdicts:
         claim = verdict.claim
-        head = [claim.task, verdict.scale, f"{claim.text} (`{claim.id}`; {level_text(verdict)}, need {claim.min_seeds} seeds)",
+        note = f"; {verdict.note}" if verdict.note and verdict.comparisons else ""
+        head = [claim.task, verdict.scale, f"{claim.text} (`{claim.id}`; {level_text(verdict)}, need {claim.min_seeds} seeds{note})",
                 f"**{verdict.verdict}**"]
         if not verdict.comparisons:
             rows.append("| " + " | ".join([*head, "", verdict.note, "", ""]) + " |")
@@ -361,3 +362,49 @@ def findings_markdown(verdicts: list[Verdict]) -> str:
             cells = [*(head if i == 0 else [""] * 4), c.baseline, difference_text(c), p, seeds]
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def deciding(verdict: Verdict) -> Comparison:
+    """The comparison that decides a verdict over several baselines: the most contradicting one, else the weakest."""
+    def nan_last(value: float) -> float:
+        return math.inf if math.isnan(value) else value
+
+    if verdict.verdict == CONTRADICTED:
+        return min(verdict.comparisons, key=lambda c: (nan_last(c.high), nan_last(c.low)))
+    return min(verdict.comparisons, key=lambda c: (nan_last(c.low), nan_last(c.difference)))
+
+
+def headline_evidence(verdict: Verdict) -> str:
+    claim, shown = verdict.claim, deciding(verdict)
+    if claim.kind == "change_from_initial":
+        return f"final minus initial {difference_text(shown)}, {shown.seeds[0]} seeds"
+    beaten = sum(c.verdict == SUPPORTED for c in verdict.comparisons)
+    tally = f"beats {beaten} of {len(verdict.comparisons)} baselines; " if len(verdict.comparisons) > 1 else ""
+    return f"{tally}vs {shown.baseline} {difference_text(shown)}, {shown.seeds[0]} vs {shown.seeds[1]} seeds"
+
+
+def headline_markdown(verdicts: list[Verdict]) -> str:
+    """The README's Findings: a line per claim and scale judged (method minus baseline, or final minus initial, with
+    the 95% interval of the comparison that decides it), then one line naming where data is still missing."""
+    rows = ["| verdict | scale | claim | evidence (95% CI) |", "|---|---|---|---|"]
+    missing: dict[tuple[str, str], list[Verdict]] = {}
+    for verdict in verdicts:
+        if verdict.verdict == NOT_ENOUGH:
+            missing.setdefault((verdict.claim.task, verdict.scale), []).append(verdict)
+            continue
+        rows.append(f"| **{verdict.verdict}** | {verdict.scale} | {verdict.claim.text} ({level_text(verdict)}) | "
+                    f"{headline_evidence(verdict)} |")
+    if missing:
+        rows.append("\nNOT ENOUGH DATA yet: " + "; ".join(missing_text(task, scale, group) for (task, scale), group in sorted(missing.items())) + ".")
+    return "\n".join(rows)
+
+
+def missing_text(task: str, scale: str, verdicts: list[Verdict]) -> str:
+    """What one task and scale lacks: how many claims, and the seeds they have against the seeds they need."""
+    claims = f"{len(verdicts)} claim{'s' if len(verdicts) > 1 else ''}"
+    notes = [v.note for v in verdicts if not v.comparisons]
+    have = max((n for v in verdicts for c in v.comparisons for n in c.seeds), default=0)
+    need = sorted({v.claim.min_seeds for v in verdicts if v.comparisons})
+    needed = "" if not need else str(need[0]) if len(need) == 1 else f"{need[0]}-{need[-1]}"
+    seeds = f"at most {have} seed{'s' if have != 1 else ''} a side, {needed} needed" if need else ""
+    return f"{task}{'' if scale == '–' else ' at ' + scale}: {claims} ({'; '.join(filter(None, [seeds, *notes]))})"

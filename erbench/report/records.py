@@ -52,18 +52,19 @@ def read_records(root: Path, warn=print) -> list[dict]:
     return records
 
 
-def newest_per_seed(records: list[dict], warn=print) -> list[dict]:
+def newest_per_seed(records: list[dict]) -> tuple[list[dict], list[tuple[str, str]]]:
     """One record per configuration and seed: a re-run (another folder, another device) replaces the older one
-    instead of counting as another seed."""
+    instead of counting as another seed. Returns the kept records and (older path, newer path) per replaced one."""
     newest: dict[tuple, dict] = {}
+    superseded = []
     labelled = sorted(zip(records, setting_labels(records)), key=lambda pair: pair[0].get("started", ""))
     for record, label in labelled:
         key = (record["task"], record["scale"], record["method"], record["seed"], label)
         if key in newest:
-            warn(f"skipped {newest[key]['path']}: {record['path']} is a newer run of the same configuration and seed")
+            superseded.append((newest[key]["path"], record["path"]))
         newest[key] = record
     kept = {id(record) for record in newest.values()}
-    return [record for record in records if id(record) in kept]
+    return [record for record in records if id(record) in kept], superseded
 
 
 def flat_config(record: dict) -> dict:
