@@ -18,6 +18,7 @@ from erbench.progress import progress_bar, say
 from erbench.registry import load_method_hook, load_task_class
 from erbench.results import RECORD_SCHEMA, RunRecord, check_writable, environment
 from erbench.rl.ppo import PPOTrainer, make_optimizer
+from erbench.rl.precision import PrecisionProbe
 from erbench.trackers import open_tracker
 
 
@@ -118,6 +119,7 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, r
         if not resume:
             record["timings"]["prepare_seconds"] = time.perf_counter() - started
         trainer = build_trainer(cfg, task)
+        record["precision"] = PrecisionProbe(trainer.policy).observed  # filled by the policy's forwards
         if resumed is not None:
             checkpoint.restore(trainer, resumed)
         log.write()

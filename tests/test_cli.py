@@ -148,6 +148,8 @@ def test_run_writes_a_complete_record(elastic_record):
     initial = record["eval_curve"][0]
     assert initial["kl_to_init"] == pytest.approx(0, abs=1e-6)  # the initial policy is theta0
     assert record["environment"]["torch"] and record["timings"]["total_seconds"] > 0
+    assert record["precision"] == {"dtype": "float32", "autocast": None, "gradient_checkpointing": False,
+                                   "float32_matmul_precision": "highest"}
     assert record["assets"]["reward_test_accuracy"] > 0.8
     assert record["assets"]["gold_reward_test_accuracy"] > 0.8 and 0 <= record["final"]["val"]["reward_gold"] <= 1
     assert all("reward_gold" in point for point in record["eval_curve"])

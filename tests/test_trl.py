@@ -17,9 +17,13 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreT
 from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer  # noqa: E402
 
 from erbench.integrations.trl import ElasticResetCallback  # noqa: E402
+from erbench.integrations.trl_run import trainer_config, trl_precision_defaults  # noqa: E402
+from erbench.rl.precision import PrecisionProbe  # noqa: E402
+from erbench.runner import make_task, resolve_run  # noqa: E402
 
 WORDS = ["<pad>", "<eos>", "good", "bad", "movie", "film", "great", "awful", "the", "a", "was", "is"]
 DECAY, RESET_EVERY, STEPS = 0.5, 3, 6
+FP32 = {"dtype": "float32", "autocast": None, "gradient_checkpointing": False, "float32_matmul_precision": "highest"}
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +128,7 @@ def test_run_with_rloo_writes_a_run_record(tmp_path, cache_dir):
     record = json.loads(path.read_text())
     assert record["status"] == "completed" and record["method"] == "rloo-elastic" and record["algo"]["name"] == "rloo"
     assert record["train"]["kl_controller"] == "fixed"  # the record says what ran: TRL's beta is fixed
+    assert record["precision"] == FP32  # erbench's precision, as its PPO records, not TRL's bf16 and checkpointing
     assert record["resets"] == [2, 4] and [p["iteration"] for p in record["eval_curve"]] == [0, 2, 4]
     assert [p["reset"] for p in record["train_curve"]] == [False, True, False, True]
     assert 0 <= record["final"]["test"]["reward"] <= 1 and record["final"]["val"]["perplexity"] > 0
@@ -165,3 +170,25 @@ def test_the_ema_can_be_trls_reference_model(tmp_path, model_dir):
     assert all(d > 0 for d in seen[:3])  # the reference tracked the policy as its EMA
     assert seen[3] == 0  # and was reset to theta0 with it
     assert er.resets == [4]
+
+
+@pytest.mark.parametrize("precision, expected", [
+    ("erbench", FP32),
+    ("trl defaults", {**FP32, "autocast": "bfloat16", "gradient_checkpointing": True}),  # what the probe would catch
+])
+def test_trl_trains_on_the_cpu_in_erbenchs_precision(tmp_path, model_dir, precision, expected):
+    """erbench's RLOO config for a tiny IMDB run on the CPU trains in fp32 without recomputation, as erbench's PPO;
+    TRL's own defaults would have autocast to bf16 and checkpointed (the probe sees both)."""
+    cfg = resolve_run("imdb", "elastic", "tiny", 0, ["train.device=cpu", "train.kl_controller=fixed",
+                                                      "train.rollout_prompts=4", "train.iterations=1"])
+    task = make_task(cfg, None, tmp_path)  # the config reads the task's settings and device, not its assets
+    overrides = trl_precision_defaults("rloo") if precision == "trl defaults" else {}
+    args = trainer_config(cfg, "rloo", task, tmp_path, max_completion_length=6, generation_kwargs={}, **overrides)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    probe = PrecisionProbe(model)
+    trainer = RLOOTrainer(model=model, reward_funcs=reward, args=args, processing_class=PreTrainedTokenizerFast.from_pretrained(model_dir),
+                          train_dataset=Dataset.from_dict({"prompt": ["the movie was", "a film is"] * 2}))
+    trainer.train()
+    assert probe.observed == expected
+    assert (args.bf16, args.fp16, args.gradient_checkpointing) == (expected["autocast"] == "bfloat16", False,
+                                                                   expected["gradient_checkpointing"])

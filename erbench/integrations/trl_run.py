@@ -16,6 +16,7 @@ from pathlib import Path
 
 from erbench.config import RunConfig
 from erbench.errors import ErbenchError
+from erbench.rl.precision import TRAINING_ARGUMENTS, PrecisionProbe
 from erbench.results import RECORD_SCHEMA, RunRecord, check_writable, environment
 
 ALGOS = ("rloo", "grpo")
@@ -47,17 +48,45 @@ def check_supported(cfg: RunConfig, algo: str) -> None:
                            "use iteration or opt_step (one optimizer step per iteration with --algo rloo/grpo)")
 
 
+def trainer_config(cfg: RunConfig, algo: str, task, workdir: Path, **overrides):
+    """The RLOO/GRPO config of a run: its batch, sampling, optimizer and KL, in erbench's precision (rl/precision.py),
+    not TRL's defaults. `overrides` replace fields (benchmarks use them to match erbench's PPO batch shape, and to time
+    TRL's own precision defaults)."""
+    from trl import GRPOConfig, RLOOConfig
+
+    train = cfg.train
+    return (RLOOConfig if algo == "rloo" else GRPOConfig)(**{
+        "output_dir": str(workdir / "trainer"), "use_cpu": task.device.type == "cpu", "report_to": "none",
+        "save_strategy": "no", "max_steps": train.iterations, "per_device_train_batch_size": train.rollout_prompts,
+        "num_generations": group_size(train.rollout_prompts), "max_completion_length": task.cfg.response_tokens,
+        "generation_kwargs": {"min_new_tokens": task.cfg.response_tokens}, "temperature": 1.0, "top_p": 1.0,
+        "top_k": task.cfg.top_k or None, "learning_rate": train.lr, "lr_scheduler_type": "constant", "warmup_steps": 0,
+        "weight_decay": train.weight_decay, "max_grad_norm": train.max_grad_norm, "beta": train.kl_coef,
+        "disable_dropout": True, "seed": cfg.seed, "logging_steps": 1, "disable_tqdm": True, **TRAINING_ARGUMENTS, **overrides,
+    })
+
+
+def trl_precision_defaults(algo: str) -> dict:
+    """The precision TRL's config would choose itself, as overrides for trainer_config (bf16=None becomes True)."""
+    import dataclasses
+
+    from trl import GRPOConfig, RLOOConfig
+
+    fields = dataclasses.fields(RLOOConfig if algo == "rloo" else GRPOConfig)
+    return {field.name: field.default for field in fields if field.name in TRAINING_ARGUMENTS}
+
+
 def build_trainer(cfg: RunConfig, algo: str, task, policy, workdir: Path, callbacks: list, **overrides):
-    """TRL's trainer for a task's policy, prompts and reward, with the method's Elastic Reset callback (or None).
-    `overrides` go to the RLOO/GRPO config (benchmarks use them to match erbench's PPO batch shape)."""
+    """TRL's trainer for a task's policy, prompts and reward, with the method's Elastic Reset callback (or None);
+    `overrides` go to trainer_config."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from transformers.trainer_callback import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+    from trl import GRPOTrainer, RLOOTrainer
 
     from erbench.integrations.trl import ElasticResetCallback
 
-    train, mcfg = cfg.train, cfg.method_config
+    mcfg = cfg.method_config
     end = task.tokenizer.id_to_token(task.eot_id)  # the task's end-of-text token, which it never samples
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=task.tokenizer, eos_token=end, pad_token=end, padding_side="left")
     # TRL rebuilds its reference model from config._name_or_path when beta > 0: load the policy from a directory.
@@ -70,20 +99,12 @@ def build_trainer(cfg: RunConfig, algo: str, task, policy, workdir: Path, callba
     def reward(prompts, completions, **kwargs) -> list[float]:
         return [float(s) for s in task.reward([p + c for p, c in zip(prompts, completions)])]
 
-    config_class, trainer_class = (RLOOConfig, RLOOTrainer) if algo == "rloo" else (GRPOConfig, GRPOTrainer)
-    args = config_class(**{
-        "output_dir": str(workdir / "trainer"), "use_cpu": task.device.type == "cpu", "report_to": "none",
-        "save_strategy": "no", "max_steps": train.iterations, "per_device_train_batch_size": train.rollout_prompts,
-        "num_generations": group_size(train.rollout_prompts), "max_completion_length": task.cfg.response_tokens,
-        "generation_kwargs": {"min_new_tokens": task.cfg.response_tokens}, "temperature": 1.0, "top_p": 1.0,
-        "top_k": task.cfg.top_k or None, "learning_rate": train.lr, "lr_scheduler_type": "constant", "warmup_steps": 0,
-        "weight_decay": train.weight_decay, "max_grad_norm": train.max_grad_norm, "beta": train.kl_coef,
-        "disable_dropout": True, "seed": cfg.seed, "logging_steps": 1, "disable_tqdm": True, **overrides,
-    })
+    args = trainer_config(cfg, algo, task, workdir, **overrides)
     er = None
     if mcfg.uses_ema:
         er = ElasticResetCallback(mcfg.reset_every, mcfg.ema_decay, reset_ema=mcfg.reset_ema,
                                   reset_optimizer=mcfg.reset_optimizer, first_reset_after=mcfg.first_reset_after)
+    trainer_class = RLOOTrainer if algo == "rloo" else GRPOTrainer
     trainer = trainer_class(model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer,
                             callbacks=[c for c in (er, *callbacks) if c is not None])
     trainer.remove_callback(PrinterCallback)  # erbench's record and progress bar report instead
@@ -162,6 +183,7 @@ def run_trl(cfg: RunConfig, algo: str, out_dir: Path, data_dir: Path | None, cac
                         evaluate(model, step)
 
             trainer, er = build_trainer(cfg, algo, task, policy, Path(tmp), [Record()])
+            record["precision"] = PrecisionProbe(trainer.model).observed  # filled by the policy's forwards
             evaluate(trainer.model, 0)
             trainer.train()
             evaluate(trainer.model, train.iterations, "test")
