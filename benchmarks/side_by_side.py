@@ -26,10 +26,11 @@ RUN = ["--method", "elastic", "--set", "train.iterations=8", "--set", "train.eva
 
 
 def timed(command: list[str], env: dict) -> tuple[float, float]:
-    """(wall, CPU) seconds of one child process."""
+    """(wall, CPU) seconds of one child process, started in its checkout: `python -m` puts the working folder first
+    on sys.path, before PYTHONPATH."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, cwd=env["PYTHONPATH"])
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -45,6 +46,7 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("/tmp/erbench-side-by-side"), help="caches and records")
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args()
+    args.data_dir, args.work = args.data_dir.resolve(), args.work.resolve()  # the children run in their checkouts
 
     here = Path(__file__).resolve().parents[1]
     variants = {"base": args.base.resolve(), "new": here}
@@ -78,7 +80,8 @@ def main():
             record(name, "prepare", *timed(erbench(name, "prepare", args.task, "--force"), env(name)))
     else:  # the runs need the assets; building them is not timed
         for name in variants:
-            subprocess.run(erbench(name, "prepare", args.task), env=env(name), check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(erbench(name, "prepare", args.task), env=env(name), check=True, stdout=subprocess.DEVNULL,
+                           cwd=variants[name])
     for repeat in range(args.repeats):
         for name in (("base", "new") if repeat % 2 == 0 else ("new", "base")):
             out = args.work / name / "runs"
