@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from erbench import cpu
 from erbench.errors import ErbenchError
 
 
@@ -45,6 +46,8 @@ class Settings:
     cpus_per_run: float
     gpus_per_run: float
     report_to: str = "none"  # a tracker (erbench.trackers); its files go to out/<tracker>/
+    # The driver's CPU code path, passed as --portable: a Ray worker's environment is the cluster's, not the driver's.
+    portable: bool = field(default_factory=cpu.portable)
 
 
 def last_error_line(text: str) -> str | None:
@@ -64,6 +67,7 @@ def execute(job, record: Path, settings: Settings, env: dict[str, str] | None = 
     command = [sys.executable, "-m", "erbench.cli", *job.run_args(), "--record", str(record),
                "--cache-dir", str(settings.cache_dir), "--checkpoint-every", str(settings.checkpoint_every),
                *(["--data-dir", str(settings.data_dir)] if settings.data_dir else []), *(["--resume"] if resume else []),
+               *(["--portable"] if settings.portable else []),
                *(["--report-to", settings.report_to, "--tracker-dir", str(settings.out / settings.report_to)]
                  if settings.report_to != "none" else [])]
     record.parent.mkdir(parents=True, exist_ok=True)

@@ -201,3 +201,16 @@ def test_a_claims_grid_writes_the_paper_grids_records(task, runs):
     claims = {job.name for job in expand(task, load_grid(task, "claims"), "tiny", 5, [])}
     paper = {job.name for job in expand(task, load_grid(task, "paper"), "tiny", 5, [])}
     assert len(claims) == runs and claims <= paper
+
+
+def test_a_portable_sweep_hands_its_code_path_to_every_run(tmp_path, monkeypatch):
+    """Runs on a Ray worker inherit the cluster's environment, not the driver's: the launcher settings carry the path."""
+    from erbench import cpu, launchers
+
+    def settings():
+        return launchers.Settings(tmp_path, None, tmp_path, 0, 1.0, 0.0)
+
+    monkeypatch.delenv(cpu.PORTABLE_ENV, raising=False)
+    assert settings().portable is False
+    monkeypatch.setenv(cpu.PORTABLE_ENV, "1")
+    assert settings().portable is cpu.can_pin()
