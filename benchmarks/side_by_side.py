@@ -4,8 +4,8 @@
     python benchmarks/side_by_side.py --base ../base --task imdb --repeats 2 [--prepare] [--data-dir ../shared/data]
 
 Each variant runs as its own `erbench` process (the base through PYTHONPATH, on its own default CPU code path)
-with OMP_NUM_THREADS=1 and its own asset cache under --work. `--prepare` times `erbench prepare TASK` first (once
-per variant; a cache already holding the assets is reused and its meta's time is taken). Then `erbench run TASK
+with OMP_NUM_THREADS=1 and its own asset cache under --work. `--prepare` times `erbench prepare TASK --force`
+first, once per variant (without it the assets are built, or reused, untimed). Then `erbench run TASK
 --method elastic` (8 iterations, evaluated every 4) `--repeats` times per variant, the order alternating (base,
 new, new, base, ...). Wall time and CPU time (user + system of the child) are both kept: on a loaded machine the
 CPU time of a one-thread process is the steadier of the two. Results (minimum per variant, and every
@@ -18,6 +18,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from erbench.results import atomic_write_json, cpu_model
@@ -25,12 +26,11 @@ from erbench.results import atomic_write_json, cpu_model
 RUN = ["--method", "elastic", "--set", "train.iterations=8", "--set", "train.eval_every=4"]
 
 
-def timed(command: list[str], env: dict) -> tuple[float, float]:
-    """(wall, CPU) seconds of one child process, started in its checkout: `python -m` puts the working folder first
-    on sys.path, before PYTHONPATH."""
+def timed(child: Callable[[], None]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, cwd=env["PYTHONPATH"])
+    child()
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -54,12 +54,13 @@ def main():
                                     text=True).stdout.strip() for name, path in variants.items()}
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ERBENCH_", "MKL_", "ATEN_", "ONEDNN_", "NPY_", "OPENBLAS_"))}
 
-    def env(name: str) -> dict:
-        return {**clean, "PYTHONPATH": str(variants[name]), "OMP_NUM_THREADS": "1", "ERBENCH_QUIET": "1",
-                "ERBENCH_OFFLINE": "1", "ERBENCH_CACHE": str(args.work / name / "cache")}
-
-    def erbench(name: str, *command: str) -> list[str]:
-        return [sys.executable, "-m", "erbench.cli", *command, "--data-dir", str(args.data_dir)]
+    def erbench(name: str, *command: str) -> None:
+        """One `erbench` command of a variant, started in its checkout: `python -m` puts the working folder first on
+        sys.path, before PYTHONPATH."""
+        env = {**clean, "PYTHONPATH": str(variants[name]), "OMP_NUM_THREADS": "1", "ERBENCH_QUIET": "1",
+               "ERBENCH_OFFLINE": "1", "ERBENCH_CACHE": str(args.work / name / "cache")}
+        subprocess.run([sys.executable, "-m", "erbench.cli", *command, "--data-dir", str(args.data_dir)], env=env,
+                       cwd=variants[name], check=True, stdout=subprocess.DEVNULL)
 
     result = {"schema": "erbench.benchmark/1", "task": args.task, "scale": "tiny", "device": f"{cpu_model()}, 1 thread",
               "commits": commits, "run": " ".join(["erbench", "run", args.task, *RUN]), "measurements": []}
@@ -77,15 +78,14 @@ def main():
 
     if args.prepare:
         for name in variants:
-            record(name, "prepare", *timed(erbench(name, "prepare", args.task, "--force"), env(name)))
+            record(name, "prepare", *timed(lambda: erbench(name, "prepare", args.task, "--force")))
     else:  # the runs need the assets; building them is not timed
         for name in variants:
-            subprocess.run(erbench(name, "prepare", args.task), env=env(name), check=True, stdout=subprocess.DEVNULL,
-                           cwd=variants[name])
+            erbench(name, "prepare", args.task)
     for repeat in range(args.repeats):
         for name in (("base", "new") if repeat % 2 == 0 else ("new", "base")):
             out = args.work / name / "runs"
-            record(name, "run", *timed(erbench(name, "run", args.task, *RUN, "--out", str(out)), env(name)))
+            record(name, "run", *timed(lambda: erbench(name, "run", args.task, *RUN, "--out", str(out))))
     print(json.dumps(result.get("ratio_new_to_base", {})))
     print(f"wrote {path}")
 
