@@ -9,7 +9,13 @@ CONTRADICTED when below, INCONCLUSIVE otherwise; NOT ENOUGH DATA with fewer seed
 A `change_from_initial` claim asks whether training moves a metric at all (the phenomenon a task exists to show):
 per run, its final val value minus its initial model's (iteration 0), the mean over seeds with a 95% bootstrap
 interval and its size in standard errors; SUPPORTED when the interval excludes zero in the claimed direction and
-the change is at least `min_stderrs` standard errors."""
+the change is at least `min_stderrs` standard errors.
+
+The power rule, for an INCONCLUSIVE comparison: the fewest seeds a side n at which the observed difference, with the
+sides' observed spread, would have its 95% interval exclude zero (and reach `min_stderrs`): |difference| >
+z_0.975 * s.e.(n), s.e.(n) = sqrt(s_a^2 + s_b^2) / sqrt(n) over the sides' sample standard deviations (one side:
+s / sqrt(n), the s.e. the report counts). Normal, not t: the percentile bootstrap's interval is mean +- z s.e.
+(within a few thousandths at 5 seeds a side)."""
 
 import dataclasses
 import math
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import bootstrap
+from scipy.stats import bootstrap, norm
 
 from erbench.config import TrainConfig
 from erbench.errors import ErbenchError
@@ -33,6 +39,8 @@ KINDS = tuple(FIELDS)
 DIRECTIONS = ("increase", "decrease")
 # Fixed so that the verdicts (and the findings CI compares) are the same on every run.
 RESAMPLES, RNG_SEED, CONFIDENCE = 10_000, 0, 0.95
+Z = float(norm.ppf(0.5 + CONFIDENCE / 2))
+POWER_CAP = 40  # the power rule looks no further: "> 40" seeds a side
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH = "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "NOT ENOUGH DATA"
 # Settings a claim may select on: the trainer's and the method's fields (task fields are checked against the records).
 
@@ -74,6 +82,7 @@ class Comparison:
     p_improve: float
     seeds: tuple[int, int]  # runs with a value at the level: method, baseline
     stderrs: float = float("nan")  # change_from_initial: the mean change over its standard error
+    needed: float = float("nan")  # INCONCLUSIVE: the seeds a side that would decide it (seeds_to_decide); NaN otherwise
 
 
 @dataclass(frozen=True)
@@ -218,6 +227,13 @@ def difference_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+def seeds_to_decide(difference: float, spread: float, min_stderrs: float = 0.0) -> float:
+    """The power rule: the fewest seeds a side n (2 to POWER_CAP, else inf) with |difference| > Z * spread / sqrt(n)
+    and at least min_stderrs * spread / sqrt(n), spread / sqrt(n) being the standard error at n seeds a side."""
+    return next((n for n in range(2, POWER_CAP + 1)
+                 if abs(difference) > Z * spread / math.sqrt(n) and abs(difference) >= min_stderrs * spread / math.sqrt(n)), math.inf)
+
+
 def compare(a, b, min_seeds: int, baseline: str = "") -> Comparison:
     a, b = np.asarray(a, float), np.asarray(b, float)
     difference = float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")
@@ -226,7 +242,8 @@ def compare(a, b, min_seeds: int, baseline: str = "") -> Comparison:
         verdict = NOT_ENOUGH
     else:
         verdict = SUPPORTED if low > 0 else CONTRADICTED if high < 0 else INCONCLUSIVE
-    return Comparison(baseline, verdict, difference, low, high, p_improve(a, b), (len(a), len(b)))
+    needed = seeds_to_decide(difference, math.hypot(a.std(ddof=1), b.std(ddof=1))) if verdict == INCONCLUSIVE else math.nan
+    return Comparison(baseline, verdict, difference, low, high, p_improve(a, b), (len(a), len(b)), needed=needed)
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float]:
@@ -258,7 +275,10 @@ def compare_change(changes, claim: Claim) -> Comparison:
     else:
         verdict = CONTRADICTED if (high < 0 if sign > 0 else low > 0) else INCONCLUSIVE
     moved = float(np.mean(sign * changes > 0)) if len(changes) else float("nan")
-    return Comparison("initial model", verdict, mean, low, high, moved, (len(changes), len(changes)), stderrs)
+    # Heading the claimed way it must also reach min_stderrs; the other way, excluding zero contradicts it.
+    needed = (seeds_to_decide(mean, changes.std(ddof=1), claim.min_stderrs if sign * mean > 0 else 0.0)
+              if verdict == INCONCLUSIVE else math.nan)
+    return Comparison("initial model", verdict, mean, low, high, moved, (len(changes), len(changes)), stderrs, needed)
 
 
 def combine(verdicts: list[str]) -> str:
@@ -309,6 +329,21 @@ def evaluate_scale(claim: Claim, records: list[dict], scale: str, level: float |
     return Verdict(claim, scale, level, combine([c.verdict for c in comparisons]), tuple(comparisons), note)
 
 
+def claim_needed(verdict: Verdict) -> float:
+    """The seeds a side that would decide an INCONCLUSIVE verdict, each open comparison keeping its difference and
+    spread: the first one heading against the claim makes it CONTRADICTED, else the last one makes it SUPPORTED."""
+    if verdict.verdict != INCONCLUSIVE:
+        return math.nan
+    sign = -1 if verdict.claim.direction == "decrease" else 1
+    open_ = [c for c in verdict.comparisons if c.verdict == INCONCLUSIVE]
+    against = [c.needed for c in open_ if sign * c.difference < 0]
+    return min(against) if against else max(c.needed for c in open_)
+
+
+def needed_text(needed: float) -> str:
+    return "–" if math.isnan(needed) else f"> {POWER_CAP}" if math.isinf(needed) else f"{needed:.0f}"
+
+
 def signed(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:+.3f}"
 
@@ -332,9 +367,11 @@ def level_text(verdict: Verdict) -> str:
 def comparison_text(c: Comparison, claim: Claim) -> str:
     p, min_seeds = "–" if math.isnan(c.p_improve) else f"{c.p_improve:.2f}", claim.min_seeds
     if claim.kind == "change_from_initial":  # P(improve) is the share of runs that moved the claimed way
-        return f"vs {c.baseline}: {difference_text(c)}, runs moved {p}, seeds {c.seeds[0]}" + (f" (need {min_seeds})" if c.seeds[0] < min_seeds else "")
-    return (f"vs {c.baseline}: {difference_text(c)}, P(improve) {p}, seeds {c.seeds[0]} vs {c.seeds[1]}"
-            + (f" (need {min_seeds})" if min(c.seeds) < min_seeds else ""))
+        text = f"vs {c.baseline}: {difference_text(c)}, runs moved {p}, seeds {c.seeds[0]}" + (f" (need {min_seeds})" if c.seeds[0] < min_seeds else "")
+    else:
+        text = (f"vs {c.baseline}: {difference_text(c)}, P(improve) {p}, seeds {c.seeds[0]} vs {c.seeds[1]}"
+                + (f" (need {min_seeds})" if min(c.seeds) < min_seeds else ""))
+    return text + (f", seeds to decide {needed_text(c.needed)}" if c.verdict == INCONCLUSIVE else "")
 
 
 def verdict_line(verdict: Verdict) -> str:
@@ -348,18 +385,19 @@ def verdict_line(verdict: Verdict) -> str:
 
 def findings_markdown(verdicts: list[Verdict]) -> str:
     """The full Findings table (results/report.md): a row per comparison; the claim and its verdict on its first row."""
-    rows = ["| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) (vs initial: runs moved) | seeds |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) (vs initial: runs moved) | seeds | seeds to decide |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for verdict in verdicts:
         claim = verdict.claim
         note = f"; {verdict.note}" if verdict.note and verdict.comparisons else ""
         head = [claim.task, verdict.scale, f"{claim.text} (`{claim.id}`; {level_text(verdict)}, need {claim.min_seeds} seeds{note})",
                 f"**{verdict.verdict}**"]
         if not verdict.comparisons:
-            rows.append("| " + " | ".join([*head, "", verdict.note, "", ""]) + " |")
+            rows.append("| " + " | ".join([*head, "", verdict.note, "", "", ""]) + " |")
         for i, c in enumerate(verdict.comparisons):
             p = "–" if math.isnan(c.p_improve) else f"{c.p_improve:.2f}"
             seeds = f"{c.seeds[0]}" if claim.kind == "change_from_initial" else f"{c.seeds[0]} vs {c.seeds[1]}"
-            cells = [*(head if i == 0 else [""] * 4), c.baseline, difference_text(c), p, seeds]
+            cells = [*(head if i == 0 else [""] * 4), c.baseline, difference_text(c), p, seeds, needed_text(c.needed)]
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -386,14 +424,14 @@ def headline_evidence(verdict: Verdict) -> str:
 def headline_markdown(verdicts: list[Verdict]) -> str:
     """The README's Findings: a line per claim and scale judged (method minus baseline, or final minus initial, with
     the 95% interval of the comparison that decides it), then one line naming where data is still missing."""
-    rows = ["| verdict | scale | claim | evidence (95% CI) |", "|---|---|---|---|"]
+    rows = ["| verdict | scale | claim | evidence (95% CI) | seeds to decide |", "|---|---|---|---|---|"]
     missing: dict[tuple[str, str], list[Verdict]] = {}
     for verdict in verdicts:
         if verdict.verdict == NOT_ENOUGH:
             missing.setdefault((verdict.claim.task, verdict.scale), []).append(verdict)
             continue
         rows.append(f"| **{verdict.verdict}** | {verdict.scale} | {verdict.claim.text} ({level_text(verdict)}) | "
-                    f"{headline_evidence(verdict)} |")
+                    f"{headline_evidence(verdict)} | {needed_text(claim_needed(verdict))} |")
     if missing:
         rows.append("\nNOT ENOUGH DATA yet: " + "; ".join(missing_text(task, scale, group) for (task, scale), group in sorted(missing.items())) + ".")
     return "\n".join(rows)
