@@ -64,7 +64,7 @@ def run(method, seed, reward, perplexity=120.0, scale="tiny", kl_coef=0.001, ema
 
 
 CLAIM = {"id": "c", "text": "elastic beats ppo", "source": "test", "task": "imdb", "kind": "reward_at_drift",
-         "method": "elastic", "baselines": ["ppo"], "drift": "perplexity", "min_seeds": 3}
+         "method": "elastic", "baselines": ["ppo"], "drift": "perplexity", "min_seeds": 3, "seeds": 3}
 LEVELS = {"imdb": {"tiny": {"perplexity": 150.0}}}
 
 
@@ -154,7 +154,7 @@ def test_a_side_is_its_where_settings_and_the_recipe_default_elsewhere():
 
 def test_a_change_from_the_initial_model_needs_its_direction_and_its_standard_errors():
     claim = {"id": "m", "text": "ppo raises reward", "source": "test", "task": "imdb", "kind": "change_from_initial",
-             "method": "ppo", "metric": "reward", "direction": "increase", "min_stderrs": 3, "min_seeds": 3}
+             "method": "ppo", "metric": "reward", "direction": "increase", "min_stderrs": 3, "min_seeds": 3, "seeds": 3}
 
     def verdict(finals, **change):
         [v] = evaluate(parse_claim({**claim, **change}), [run("ppo", s, r) for s, r in enumerate(finals)], LEVELS)
@@ -197,7 +197,7 @@ def test_an_inconclusive_comparison_gets_the_seeds_its_difference_and_spread_nee
 
 def test_a_change_short_of_its_standard_errors_gets_the_seeds_that_reach_them():
     claim = {"id": "m", "text": "ppo raises reward", "source": "test", "task": "imdb", "kind": "change_from_initial",
-             "method": "ppo", "metric": "reward", "direction": "increase", "min_stderrs": 2.9, "min_seeds": 3}
+             "method": "ppo", "metric": "reward", "direction": "increase", "min_stderrs": 2.9, "min_seeds": 3, "seeds": 3}
     runs = [run("ppo", s, r) for s, r in enumerate([0.50, 0.52, 0.54])]  # changes 0, 0.02, 0.04: mean = s = 0.02
 
     def needed(**change):
@@ -230,7 +230,7 @@ def test_a_claim_is_decided_by_its_first_comparison_heading_against_it_else_by_i
 ])
 def test_a_bad_change_claim_is_refused_naming_the_claim(change, message):
     claim = {"id": "m", "text": "t", "source": "s", "task": "imdb", "kind": "change_from_initial", "method": "ppo",
-             "metric": "reward", "direction": "increase", "min_seeds": 3, **change}
+             "metric": "reward", "direction": "increase", "min_seeds": 3, "seeds": 3, **change}
     with pytest.raises(ErbenchError, match="claim 'm'") as error:
         parse_claim({k: v for k, v in claim.items() if v is not None})
     assert message in str(error.value)
@@ -245,6 +245,11 @@ def test_a_bad_change_claim_is_refused_naming_the_claim(change, message):
     ({"drift": "bleu_en"}, "unknown drift metric 'bleu_en'"),
     ({"baselines": [{"method": "ppo", "where": {"train.kl_coeff": 1}}]}, "unknown setting 'train.kl_coeff'"),
     ({"min_seeds": 1}, "min_seeds"),
+    ({"seeds": "ten"}, "seeds = 'ten'"),
+    ({"seeds": 2.5}, "seeds = 2.5"),
+    ({"seeds": 1, "min_seeds": 2}, "seeds = 1"),
+    ({"seeds": 2}, "seeds = 2 is below min_seeds = 3"),
+    ({"seeds": None}, "missing seeds"),
     ({"drift": None}, "missing drift"),
     ({"scales": "tiny"}, "scales = 'tiny'"),
 ])
@@ -277,6 +282,7 @@ method = "elastic"
 baselines = ["ppo"]
 drift = "perplexity"
 min_seeds = 3
+seeds = 3
 """
 
 
@@ -309,6 +315,7 @@ def test_findings_are_written_between_the_markers_and_verified(repo):
     # The headline: a line per claim and scale, with the comparison that decides it.
     assert "| **SUPPORTED** | tiny | elastic beats ppo (reward at perplexity <= 150) | vs ppo +0.200 [" in readme
     assert "| seeds to decide |" in readme and "3 vs 3 seeds | – |" in readme  # decided: no seeds to decide
+    assert "registered seeds)" not in readme  # every registered seed is in
     # The tour: what `erbench run` printed for elastic seed 0, an excerpt of the report; these records have no samples.
     assert "$ erbench run imdb --method elastic\n" in readme and "resets after iterations: none\nrecord: " in readme
     assert "$ erbench report\n(no committed records of translation at scale tiny)" in readme
@@ -332,6 +339,17 @@ def test_verify_fails_after_a_hand_edit(repo, stale, word):
     out = report(repo, "--verify")
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 1 and len(lines) == 1 and str(path) in lines[0] and "--write" in lines[0]
+
+
+def test_a_verdict_on_fewer_runs_than_registered_says_so_and_stays_computed(repo):
+    claims = repo / "claims.toml"
+    claims.write_text(CLAIMS_TOML.replace("\nseeds = 3\n", "\nseeds = 10\n"))
+    assert report(repo, "--write").returncode == 0
+    assert "| **SUPPORTED** (3 of 10 registered seeds) | tiny | elastic beats ppo" in (repo / "README.md").read_text()
+    written = (repo / "results" / "report.md").read_text()
+    assert "need 3 seeds, 10 registered) | **SUPPORTED** (3 of 10 registered seeds) | ppo |" in written
+    claims.write_text(CLAIMS_TOML.replace("\nseeds = 3\n", "\nseeds = 3.5\n"))
+    assert_one_line_error(report(repo, "--claims"), "claim 'c' in claims.toml: seeds = 3.5")
 
 
 def test_a_readme_without_markers_is_refused(repo):

@@ -4,7 +4,8 @@ Per claim and scale: each run's best val reward within the claim's drift level (
 per baseline the difference of the mean over seeds, method minus baseline, with a 95% stratified bootstrap
 interval (seeds resampled within each side independently, as rliable does; Agarwal et al. 2021) and the
 probability of improvement P(method run > baseline run). SUPPORTED when the interval lies above zero,
-CONTRADICTED when below, INCONCLUSIVE otherwise; NOT ENOUGH DATA with fewer seeds than the claim declares.
+CONTRADICTED when below, INCONCLUSIVE otherwise; NOT ENOUGH DATA with fewer seeds than the claim declares
+(`min_seeds`). A verdict on fewer runs than the claim's registered `seeds` says so ("k of n registered seeds").
 
 A `change_from_initial` claim asks whether training moves a metric at all (the phenomenon a task exists to show):
 per run, its final val value minus its initial model's (iteration 0), the mean over seeds with a 95% bootstrap
@@ -32,7 +33,7 @@ from erbench.registry import load_method_config, registry
 from erbench.report.records import flat_config, recipe_default, setting_label, varying_settings
 from erbench.report.tables import drift_metrics, reward_at_level, within
 
-COMMON = ("id", "text", "source", "task", "kind", "method", "min_seeds")
+COMMON = ("id", "text", "source", "task", "kind", "method", "min_seeds", "seeds")
 FIELDS = {"reward_at_drift": (*COMMON, "baselines", "drift"),  # the fields each kind of claim needs
           "change_from_initial": (*COMMON, "metric", "direction")}
 KINDS = tuple(FIELDS)
@@ -66,6 +67,7 @@ class Claim:
     baselines: tuple[Side, ...]
     drift: str
     min_seeds: int
+    seeds: int  # registered: the runs a side the claim is to be judged on, fixed before they exist
     metric: str = ""  # change_from_initial: the metric that moves, which way, and by how many standard errors at least
     direction: str = ""
     min_stderrs: float = 0.0
@@ -133,13 +135,17 @@ def parse_claim(raw: dict) -> Claim:
     tasks = registry().tasks
     if raw["task"] not in tasks:
         raise problem(claim_id, f"unknown task {raw['task']!r}", f"use one of: {', '.join(tasks)}")
+    for name in ("min_seeds", "seeds"):
+        if not isinstance(raw[name], int) or raw[name] < 2:
+            raise problem(claim_id, f"{name} = {raw[name]!r}", "give an integer >= 2 (an interval needs two runs a side)")
+    if raw["seeds"] < raw["min_seeds"]:
+        raise problem(claim_id, f"seeds = {raw['seeds']} is below min_seeds = {raw['min_seeds']}",
+                      "register at least min_seeds seeds (fewer could never be judged)")
     if raw["kind"] == "change_from_initial":
         return parse_change(raw)
     if raw["drift"] not in drift_metrics(raw["task"]):
         raise problem(claim_id, f"unknown drift metric {raw['drift']!r} for task {raw['task']}",
                       f"use one of: {', '.join(drift_metrics(raw['task']))}")
-    if not isinstance(raw["min_seeds"], int) or raw["min_seeds"] < 2:
-        raise problem(claim_id, f"min_seeds = {raw['min_seeds']!r}", "give an integer >= 2 (an interval needs two runs a side)")
     if not isinstance(raw["baselines"], list) or not raw["baselines"]:
         raise problem(claim_id, "baselines is not a non-empty list", 'write baselines = ["ppo", ...]')
     method = parse_side(claim_id, {"method": raw["method"], "where": raw.get("where", {})})
@@ -149,7 +155,7 @@ def parse_claim(raw: dict) -> Claim:
             raise problem(claim_id, f"method {side.method!r} does not apply to task {raw['task']}",
                           f"use one of: {', '.join(registry().methods_for(raw['task']))}")
     return Claim(claim_id, raw["text"], raw["source"], raw["task"], raw["kind"], method, baselines, raw["drift"], raw["min_seeds"],
-                 scales=parse_scales(claim_id, raw))
+                 raw["seeds"], scales=parse_scales(claim_id, raw))
 
 
 def parse_change(raw: dict) -> Claim:
@@ -159,8 +165,6 @@ def parse_change(raw: dict) -> Claim:
         raise problem(claim_id, f"unknown metric {raw['metric']!r} for task {task}", f"use one of: {', '.join(metrics)}")
     if raw["direction"] not in DIRECTIONS:
         raise problem(claim_id, f"direction = {raw['direction']!r}", f"use one of: {', '.join(DIRECTIONS)}")
-    if not isinstance(raw["min_seeds"], int) or raw["min_seeds"] < 2:
-        raise problem(claim_id, f"min_seeds = {raw['min_seeds']!r}", "give an integer >= 2 (an interval needs two runs)")
     min_stderrs = raw.get("min_stderrs", 0.0)
     if not isinstance(min_stderrs, (int, float)) or min_stderrs < 0:
         raise problem(claim_id, f"min_stderrs = {min_stderrs!r}", "give a number >= 0")
@@ -168,7 +172,7 @@ def parse_change(raw: dict) -> Claim:
     if method.method not in registry().methods_for(task):
         raise problem(claim_id, f"method {method.method!r} does not apply to task {task}",
                       f"use one of: {', '.join(registry().methods_for(task))}")
-    return Claim(claim_id, raw["text"], raw["source"], task, raw["kind"], method, (), "", raw["min_seeds"],
+    return Claim(claim_id, raw["text"], raw["source"], task, raw["kind"], method, (), "", raw["min_seeds"], raw["seeds"],
                  raw["metric"], raw["direction"], float(min_stderrs), parse_scales(claim_id, raw))
 
 
@@ -344,6 +348,12 @@ def needed_text(needed: float) -> str:
     return "–" if math.isnan(needed) else f"> {POWER_CAP}" if math.isinf(needed) else f"{needed:.0f}"
 
 
+def registered_text(verdict: Verdict) -> str:
+    """' (k of n registered seeds)' while the fewest runs a side are below the claim's registered count."""
+    present = min((n for c in verdict.comparisons for n in c.seeds), default=0)
+    return f" ({present} of {verdict.claim.seeds} registered seeds)" if present < verdict.claim.seeds else ""
+
+
 def signed(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:+.3f}"
 
@@ -379,7 +389,7 @@ def verdict_line(verdict: Verdict) -> str:
     claim = verdict.claim
     evidence = "; ".join([comparison_text(c, claim) for c in verdict.comparisons] + ([verdict.note] if verdict.note else []))
     statistic = "final minus initial" if claim.kind == "change_from_initial" else "minus baseline"
-    return (f"- **{verdict.verdict}** `{claim.id}` (scale {verdict.scale}, {level_text(verdict)}, "
+    return (f"- **{verdict.verdict}**{registered_text(verdict)} `{claim.id}` (scale {verdict.scale}, {level_text(verdict)}, "
             f"{claim.method.label()} {statistic}, 95% CI): {claim.text}. {evidence}")
 
 
@@ -390,8 +400,9 @@ def findings_markdown(verdicts: list[Verdict]) -> str:
     for verdict in verdicts:
         claim = verdict.claim
         note = f"; {verdict.note}" if verdict.note and verdict.comparisons else ""
-        head = [claim.task, verdict.scale, f"{claim.text} (`{claim.id}`; {level_text(verdict)}, need {claim.min_seeds} seeds{note})",
-                f"**{verdict.verdict}**"]
+        head = [claim.task, verdict.scale,
+                f"{claim.text} (`{claim.id}`; {level_text(verdict)}, need {claim.min_seeds} seeds, {claim.seeds} registered{note})",
+                f"**{verdict.verdict}**{registered_text(verdict)}"]
         if not verdict.comparisons:
             rows.append("| " + " | ".join([*head, "", verdict.note, "", "", ""]) + " |")
         for i, c in enumerate(verdict.comparisons):
@@ -430,7 +441,7 @@ def headline_markdown(verdicts: list[Verdict]) -> str:
         if verdict.verdict == NOT_ENOUGH:
             missing.setdefault((verdict.claim.task, verdict.scale), []).append(verdict)
             continue
-        rows.append(f"| **{verdict.verdict}** | {verdict.scale} | {verdict.claim.text} ({level_text(verdict)}) | "
+        rows.append(f"| **{verdict.verdict}**{registered_text(verdict)} | {verdict.scale} | {verdict.claim.text} ({level_text(verdict)}) | "
                     f"{headline_evidence(verdict)} | {needed_text(claim_needed(verdict))} |")
     if missing:
         rows.append("\nNOT ENOUGH DATA yet: " + "; ".join(missing_text(task, scale, group) for (task, scale), group in sorted(missing.items())) + ".")
