@@ -11,7 +11,7 @@ from conftest import assert_one_line_error, erbench_in_process
 from erbench.errors import ErbenchError
 from erbench.report.claims import (CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH, SUPPORTED, Z, Comparison, Verdict, claim_needed,
                                    combine, compare, evaluate, load_claims, needed_text, p_improve, parse_claim,
-                                   seeds_to_decide, verdict_line)
+                                   scale_sentences, seeds_to_decide, verdict_line)
 from erbench.report.findings import MARKERS
 
 BEGIN, END = MARKERS["findings"]
@@ -222,6 +222,25 @@ def test_a_claim_is_decided_by_its_first_comparison_heading_against_it_else_by_i
     assert math.isnan(needed((SUPPORTED, 0.3, math.nan), (CONTRADICTED, -0.2, math.nan)))
 
 
+def test_a_line_per_task_and_scale_says_what_its_verdicts_decided():
+    records = [run(m, s, r + 0.01 * s) for m, r in (("elastic", 0.80), ("ppo", 0.60), ("reset", 0.90)) for s in range(3)]
+    records += [run("reset-ema", s, r) for s, r in enumerate([0.70, 0.81, 0.92])] + [run("elastic", 0, 0.8, scale="small")]
+    change = {"id": "m", "text": "ppo raises reward", "source": "test", "task": "imdb", "kind": "change_from_initial",
+              "method": "ppo", "metric": "reward", "direction": "increase", "min_seeds": 3, "seeds": 3}
+    claims = [{**CLAIM, "baselines": ["ppo", "reset", "reset-ema"]}, {**CLAIM, "id": "k", "drift": "kl_to_init", "baselines": ["ppo", "reset"]},
+              {**CLAIM, "id": "e", "baselines": ["reset-ema"]}, change]
+    levels = {"imdb": {"tiny": {"perplexity": 150.0, "kl_to_init": 6.0}}}
+
+    def sentences(*chosen):
+        return scale_sentences([v for claim in chosen for v in evaluate(parse_claim(claim), records, levels)])
+
+    # Won, lost and undecided, merged over the claims and drifts that say the same; the small scale has no verdict.
+    assert sentences(*claims) == ["- **imdb tiny**: elastic beats ppo at the same perplexity and kl_to_init; reset beats elastic at "
+                                  "the same perplexity and kl_to_init; ppo raises reward — undecided: elastic vs reset-ema at the same perplexity."]
+    assert sentences(claims[2]) == ["- **imdb tiny**: nothing decided yet — undecided: elastic vs reset-ema at the same perplexity."]
+    assert sentences({**change, "direction": "decrease"}) == ["- **imdb tiny**: ppo raises reward."]  # contradicted: it rises
+
+
 @pytest.mark.parametrize("change, message", [
     ({"metric": "bleu_en"}, "unknown metric 'bleu_en'"),
     ({"direction": "up"}, "direction = 'up'"),
@@ -316,6 +335,7 @@ def test_findings_are_written_between_the_markers_and_verified(repo):
     assert "| **SUPPORTED** | tiny | elastic beats ppo (reward at perplexity <= 150) | vs ppo +0.200 [" in readme
     assert "| seeds to decide |" in readme and "3 vs 3 seeds | – |" in readme  # decided: no seeds to decide
     assert "registered seeds)" not in readme  # every registered seed is in
+    assert f"{BEGIN}\n- **imdb tiny**: elastic beats ppo at the same perplexity.\n\n| verdict |" in readme
     # The tour: what `erbench run` printed for elastic seed 0, an excerpt of the report; these records have no samples.
     assert "$ erbench run imdb --method elastic\n" in readme and "resets after iterations: none\nrecord: " in readme
     assert "$ erbench report\n(no committed records of translation at scale tiny)" in readme

@@ -393,9 +393,51 @@ def verdict_line(verdict: Verdict) -> str:
             f"{claim.method.label()} {statistic}, 95% CI): {claim.text}. {evidence}")
 
 
+def and_join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def scale_sentences(verdicts: list[Verdict]) -> list[str]:
+    """A line per task and scale with a judged claim, from its verdicts: who beats whom at the same drift and
+    what training moves (the comparisons decided), then the comparisons still undecided."""
+    facts: dict[tuple[str, str], dict[tuple[bool, str, str], list[str]]] = {}  # (task, scale) -> (decided, subject, object) -> drifts
+    for verdict in verdicts:
+        if verdict.verdict == NOT_ENOUGH:
+            continue
+        claim, here = verdict.claim, facts.setdefault((verdict.claim.task, verdict.scale), {})
+        for c in verdict.comparisons:
+            if c.verdict == NOT_ENOUGH:
+                continue
+            decided, method = c.verdict != INCONCLUSIVE, claim.method.label()
+            if claim.kind == "change_from_initial":
+                raises = (claim.direction == "increase") == (c.verdict == SUPPORTED)
+                subject, thing = (f"{method} {'raises' if raises else 'lowers'}" if decided else f"{method}'s change in"), claim.metric
+            elif c.verdict == CONTRADICTED:
+                subject, thing = f"{c.baseline} beats", method
+            else:
+                subject, thing = f"{method} {'beats' if decided else 'vs'}", c.baseline
+            drifts = here.setdefault((decided, subject, thing), [])
+            if claim.drift and claim.drift not in drifts:
+                drifts.append(claim.drift)
+    lines = []
+    for (task, scale), here in facts.items():
+        groups: dict[tuple[bool, str, tuple[str, ...]], list[str]] = {}
+        for (decided, subject, thing), drifts in here.items():
+            groups.setdefault((decided, subject, tuple(drifts)), []).append(thing)
+
+        def clauses(wanted: bool) -> str:
+            return "; ".join(f"{subject} {and_join(things)}" + (f" at the same {and_join(list(drifts))}" if drifts else "")
+                             for (decided, subject, drifts), things in groups.items() if decided == wanted)
+
+        shown, undecided = clauses(True), clauses(False)
+        lines.append(f"- **{task} {scale}**: {shown or 'nothing decided yet'}" + (f" — undecided: {undecided}" if undecided else "") + ".")
+    return lines
+
+
 def findings_markdown(verdicts: list[Verdict]) -> str:
-    """The full Findings table (results/report.md): a row per comparison; the claim and its verdict on its first row."""
-    rows = ["| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) (vs initial: runs moved) | seeds | seeds to decide |",
+    """The full Findings table (results/report.md), after a line per task and scale saying what it shows: a row per
+    comparison; the claim and its verdict on its first row."""
+    rows = [*scale_sentences(verdicts), "", "| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) (vs initial: runs moved) | seeds | seeds to decide |",
             "|---|---|---|---|---|---|---|---|---|"]
     for verdict in verdicts:
         claim = verdict.claim
@@ -433,9 +475,10 @@ def headline_evidence(verdict: Verdict) -> str:
 
 
 def headline_markdown(verdicts: list[Verdict]) -> str:
-    """The README's Findings: a line per claim and scale judged (method minus baseline, or final minus initial, with
-    the 95% interval of the comparison that decides it), then one line naming where data is still missing."""
-    rows = ["| verdict | scale | claim | evidence (95% CI) | seeds to decide |", "|---|---|---|---|---|"]
+    """The README's Findings: a line per task and scale saying what it shows, then a row per claim and scale judged
+    (method minus baseline, or final minus initial, with the 95% interval of the comparison that decides it, and the
+    seeds a side that would decide it), then one line naming where data is still missing."""
+    rows = [*scale_sentences(verdicts), "", "| verdict | scale | claim | evidence (95% CI) | seeds to decide |", "|---|---|---|---|---|"]
     missing: dict[tuple[str, str], list[Verdict]] = {}
     for verdict in verdicts:
         if verdict.verdict == NOT_ENOUGH:
