@@ -10,8 +10,8 @@ import pytest
 from conftest import assert_one_line_error, erbench_in_process
 from erbench.errors import ErbenchError
 from erbench.report.claims import (CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH, SUPPORTED, Z, Comparison, Verdict, claim_needed,
-                                   combine, compare, evaluate, load_claims, needed_text, p_improve, parse_claim,
-                                   scale_sentences, seeds_to_decide, verdict_line)
+                                   combine, compare, evaluate, findings_markdown, headline_markdown, load_claims, needed_text, p_improve,
+                                   parse_claim, scale_sentences, seeds_to_decide, verdict_line)
 from erbench.report.findings import MARKERS
 
 BEGIN, END = MARKERS["findings"]
@@ -239,6 +239,8 @@ def test_a_line_per_task_and_scale_says_what_its_verdicts_decided():
                                   "the same perplexity and kl_to_init; ppo raises reward — undecided: elastic vs reset-ema at the same perplexity."]
     assert sentences(claims[2]) == ["- **imdb tiny**: nothing decided yet — undecided: elastic vs reset-ema at the same perplexity."]
     assert sentences({**change, "direction": "decrease"}) == ["- **imdb tiny**: ppo raises reward."]  # contradicted: it rises
+    small = evaluate(parse_claim(CLAIM), [run("elastic", 0, 0.8, scale="small")], levels)  # nothing judged: no line, no gap
+    assert headline_markdown(small).startswith("| verdict |") and findings_markdown(small).startswith("| task |")
 
 
 @pytest.mark.parametrize("change, message", [

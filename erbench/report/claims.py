@@ -377,7 +377,8 @@ def level_text(verdict: Verdict) -> str:
 def comparison_text(c: Comparison, claim: Claim) -> str:
     p, min_seeds = "–" if math.isnan(c.p_improve) else f"{c.p_improve:.2f}", claim.min_seeds
     if claim.kind == "change_from_initial":  # P(improve) is the share of runs that moved the claimed way
-        text = f"vs {c.baseline}: {difference_text(c)}, runs moved {p}, seeds {c.seeds[0]}" + (f" (need {min_seeds})" if c.seeds[0] < min_seeds else "")
+        text = (f"vs {c.baseline}: {difference_text(c)}, runs moved {p}, seeds {c.seeds[0]}"
+                + (f" (need {min_seeds})" if c.seeds[0] < min_seeds else ""))
     else:
         text = (f"vs {c.baseline}: {difference_text(c)}, P(improve) {p}, seeds {c.seeds[0]} vs {c.seeds[1]}"
                 + (f" (need {min_seeds})" if min(c.seeds) < min_seeds else ""))
@@ -437,8 +438,10 @@ def scale_sentences(verdicts: list[Verdict]) -> list[str]:
 def findings_markdown(verdicts: list[Verdict]) -> str:
     """The full Findings table (results/report.md), after a line per task and scale saying what it shows: a row per
     comparison; the claim and its verdict on its first row."""
-    rows = [*scale_sentences(verdicts), "", "| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) (vs initial: runs moved) | seeds | seeds to decide |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    sentences = scale_sentences(verdicts)
+    rows = [*sentences, ""] if sentences else []
+    rows += ["| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) (vs initial: runs moved) | seeds | seeds to decide |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for verdict in verdicts:
         claim = verdict.claim
         note = f"; {verdict.note}" if verdict.note and verdict.comparisons else ""
@@ -478,7 +481,9 @@ def headline_markdown(verdicts: list[Verdict]) -> str:
     """The README's Findings: a line per task and scale saying what it shows, then a row per claim and scale judged
     (method minus baseline, or final minus initial, with the 95% interval of the comparison that decides it, and the
     seeds a side that would decide it), then one line naming where data is still missing."""
-    rows = [*scale_sentences(verdicts), "", "| verdict | scale | claim | evidence (95% CI) | seeds to decide |", "|---|---|---|---|---|"]
+    sentences = scale_sentences(verdicts)
+    rows = [*sentences, ""] if sentences else []
+    rows += ["| verdict | scale | claim | evidence (95% CI) | seeds to decide |", "|---|---|---|---|---|"]
     missing: dict[tuple[str, str], list[Verdict]] = {}
     for verdict in verdicts:
         if verdict.verdict == NOT_ENOUGH:
