@@ -9,8 +9,9 @@ import pytest
 
 from conftest import assert_one_line_error, erbench_in_process
 from erbench.errors import ErbenchError
-from erbench.report.claims import (CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH, SUPPORTED, combine, compare, evaluate,
-                                   load_claims, p_improve, parse_claim, verdict_line)
+from erbench.report.claims import (CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH, SUPPORTED, Z, Comparison, Verdict, claim_needed,
+                                   combine, compare, evaluate, findings_markdown, headline_markdown, load_claims, needed_text, p_improve,
+                                   parse_claim, scale_sentences, seeds_to_decide, verdict_line)
 from erbench.report.findings import MARKERS
 
 BEGIN, END = MARKERS["findings"]
@@ -63,7 +64,7 @@ def run(method, seed, reward, perplexity=120.0, scale="tiny", kl_coef=0.001, ema
 
 
 CLAIM = {"id": "c", "text": "elastic beats ppo", "source": "test", "task": "imdb", "kind": "reward_at_drift",
-         "method": "elastic", "baselines": ["ppo"], "drift": "perplexity", "min_seeds": 3}
+         "method": "elastic", "baselines": ["ppo"], "drift": "perplexity", "min_seeds": 3, "seeds": 3}
 LEVELS = {"imdb": {"tiny": {"perplexity": 150.0}}}
 
 
@@ -153,7 +154,7 @@ def test_a_side_is_its_where_settings_and_the_recipe_default_elsewhere():
 
 def test_a_change_from_the_initial_model_needs_its_direction_and_its_standard_errors():
     claim = {"id": "m", "text": "ppo raises reward", "source": "test", "task": "imdb", "kind": "change_from_initial",
-             "method": "ppo", "metric": "reward", "direction": "increase", "min_stderrs": 3, "min_seeds": 3}
+             "method": "ppo", "metric": "reward", "direction": "increase", "min_stderrs": 3, "min_seeds": 3, "seeds": 3}
 
     def verdict(finals, **change):
         [v] = evaluate(parse_claim({**claim, **change}), [run("ppo", s, r) for s, r in enumerate(finals)], LEVELS)
@@ -171,6 +172,77 @@ def test_a_change_from_the_initial_model_needs_its_direction_and_its_standard_er
     assert "+22.5 s.e." in verdict_line(clear) and "ppo final minus initial" in verdict_line(clear)
 
 
+# --- the power rule ---
+
+def test_the_power_rule_is_the_fewest_seeds_whose_interval_excludes_zero():
+    assert seeds_to_decide(1.0, 1.0) == 4  # 1 > 1.96 / sqrt(n): n > 3.84
+    assert seeds_to_decide(-0.5, 1.0) == 16  # either sign: n > 15.4
+    assert seeds_to_decide(Z / 2, 1.0) == 5  # exactly z s.e. at 4 seeds does not exclude zero
+    assert seeds_to_decide(1.0, 1.0, min_stderrs=3) == 9  # and at least 3 s.e.: 1 >= 3 / sqrt(9)
+    assert seeds_to_decide(0.1, 1.0) == math.inf and seeds_to_decide(0.0, 1.0) == math.inf  # beyond 40 seeds a side
+    assert [needed_text(n) for n in (9, math.inf, math.nan)] == ["9", "> 40", "–"]
+
+
+def comparison_line(c):
+    return verdict_line(Verdict(parse_claim(CLAIM), "tiny", 150.0, c.verdict, (c,)))
+
+
+def test_an_inconclusive_comparison_gets_the_seeds_its_difference_and_spread_need():
+    # Difference 0.5, each side's standard deviation 1: n > (1.96 * sqrt(2) / 0.5)^2 = 30.7.
+    c = compare([1.0, 2.0, 3.0], [0.5, 1.5, 2.5], 3)
+    assert c.verdict == INCONCLUSIVE and c.needed == 31 and "seeds to decide 31" in comparison_line(c)
+    assert math.isnan(compare([0.8, 0.81, 0.82], [0.6, 0.61, 0.62], 3).needed)  # decided
+    assert math.isnan(compare([1.0, 2.0], [0.5, 1.5, 2.5], 3).needed)  # not enough data
+
+
+def test_a_change_short_of_its_standard_errors_gets_the_seeds_that_reach_them():
+    claim = {"id": "m", "text": "ppo raises reward", "source": "test", "task": "imdb", "kind": "change_from_initial",
+             "method": "ppo", "metric": "reward", "direction": "increase", "min_stderrs": 2.9, "min_seeds": 3, "seeds": 3}
+    runs = [run("ppo", s, r) for s, r in enumerate([0.50, 0.52, 0.54])]  # changes 0, 0.02, 0.04: mean = s = 0.02
+
+    def needed(**change):
+        [v] = evaluate(parse_claim({**claim, **change}), runs, LEVELS)
+        assert v.verdict == INCONCLUSIVE
+        return v.comparisons[0].needed
+
+    assert needed() == 9  # 2.9 s.e.: sqrt(n) >= 2.9
+    assert needed(min_stderrs=0) == 4  # the interval alone: sqrt(n) > 1.96
+    assert needed(direction="decrease") == 4  # heading the other way it contradicts as soon as zero is excluded
+
+
+def test_a_claim_is_decided_by_its_first_comparison_heading_against_it_else_by_its_last():
+    def needed(*comparisons):
+        verdict = combine([c[0] for c in comparisons])
+        return claim_needed(Verdict(parse_claim(CLAIM), "tiny", 150.0, verdict,
+                                    tuple(Comparison("b", v, d, -1, 1, 0.5, (5, 5), needed=n) for v, d, n in comparisons)))
+
+    assert needed((INCONCLUSIVE, 0.2, 11), (INCONCLUSIVE, -0.05, math.inf), (INCONCLUSIVE, -0.2, 12)) == 12
+    assert needed((INCONCLUSIVE, 0.2, 11), (SUPPORTED, 0.3, math.nan), (INCONCLUSIVE, 0.1, 23)) == 23
+    assert needed((INCONCLUSIVE, 0.01, math.inf), (INCONCLUSIVE, 0.2, 8)) == math.inf
+    assert math.isnan(needed((SUPPORTED, 0.3, math.nan), (CONTRADICTED, -0.2, math.nan)))
+
+
+def test_a_line_per_task_and_scale_says_what_its_verdicts_decided():
+    records = [run(m, s, r + 0.01 * s) for m, r in (("elastic", 0.80), ("ppo", 0.60), ("reset", 0.90)) for s in range(3)]
+    records += [run("reset-ema", s, r) for s, r in enumerate([0.70, 0.81, 0.92])] + [run("elastic", 0, 0.8, scale="small")]
+    change = {"id": "m", "text": "ppo raises reward", "source": "test", "task": "imdb", "kind": "change_from_initial",
+              "method": "ppo", "metric": "reward", "direction": "increase", "min_seeds": 3, "seeds": 3}
+    claims = [{**CLAIM, "baselines": ["ppo", "reset", "reset-ema"]}, {**CLAIM, "id": "k", "drift": "kl_to_init", "baselines": ["ppo", "reset"]},
+              {**CLAIM, "id": "e", "baselines": ["reset-ema"]}, change]
+    levels = {"imdb": {"tiny": {"perplexity": 150.0, "kl_to_init": 6.0}}}
+
+    def sentences(*chosen):
+        return scale_sentences([v for claim in chosen for v in evaluate(parse_claim(claim), records, levels)])
+
+    # Won, lost and undecided, merged over the claims and drifts that say the same; the small scale has no verdict.
+    assert sentences(*claims) == ["- **imdb tiny**: elastic beats ppo at the same perplexity and kl_to_init; reset beats elastic at "
+                                  "the same perplexity and kl_to_init; ppo raises reward — undecided: elastic vs reset-ema at the same perplexity."]
+    assert sentences(claims[2]) == ["- **imdb tiny**: nothing decided yet — undecided: elastic vs reset-ema at the same perplexity."]
+    assert sentences({**change, "direction": "decrease"}) == ["- **imdb tiny**: ppo raises reward."]  # contradicted: it rises
+    small = evaluate(parse_claim(CLAIM), [run("elastic", 0, 0.8, scale="small")], levels)  # nothing judged: no line, no gap
+    assert headline_markdown(small).startswith("| verdict |") and findings_markdown(small).startswith("| task |")
+
+
 @pytest.mark.parametrize("change, message", [
     ({"metric": "bleu_en"}, "unknown metric 'bleu_en'"),
     ({"direction": "up"}, "direction = 'up'"),
@@ -179,7 +251,7 @@ def test_a_change_from_the_initial_model_needs_its_direction_and_its_standard_er
 ])
 def test_a_bad_change_claim_is_refused_naming_the_claim(change, message):
     claim = {"id": "m", "text": "t", "source": "s", "task": "imdb", "kind": "change_from_initial", "method": "ppo",
-             "metric": "reward", "direction": "increase", "min_seeds": 3, **change}
+             "metric": "reward", "direction": "increase", "min_seeds": 3, "seeds": 3, **change}
     with pytest.raises(ErbenchError, match="claim 'm'") as error:
         parse_claim({k: v for k, v in claim.items() if v is not None})
     assert message in str(error.value)
@@ -194,6 +266,11 @@ def test_a_bad_change_claim_is_refused_naming_the_claim(change, message):
     ({"drift": "bleu_en"}, "unknown drift metric 'bleu_en'"),
     ({"baselines": [{"method": "ppo", "where": {"train.kl_coeff": 1}}]}, "unknown setting 'train.kl_coeff'"),
     ({"min_seeds": 1}, "min_seeds"),
+    ({"seeds": "ten"}, "seeds = 'ten'"),
+    ({"seeds": 2.5}, "seeds = 2.5"),
+    ({"seeds": 1, "min_seeds": 2}, "seeds = 1"),
+    ({"seeds": 2}, "seeds = 2 is below min_seeds = 3"),
+    ({"seeds": None}, "missing seeds"),
     ({"drift": None}, "missing drift"),
     ({"scales": "tiny"}, "scales = 'tiny'"),
 ])
@@ -226,6 +303,7 @@ method = "elastic"
 baselines = ["ppo"]
 drift = "perplexity"
 min_seeds = 3
+seeds = 3
 """
 
 
@@ -257,6 +335,9 @@ def test_findings_are_written_between_the_markers_and_verified(repo):
     assert readme.startswith("# erbench\n\n") and f"{END}\n\nMore text.\n" in readme and "old" not in readme
     # The headline: a line per claim and scale, with the comparison that decides it.
     assert "| **SUPPORTED** | tiny | elastic beats ppo (reward at perplexity <= 150) | vs ppo +0.200 [" in readme
+    assert "| seeds to decide |" in readme and "3 vs 3 seeds | – |" in readme  # decided: no seeds to decide
+    assert "registered seeds)" not in readme  # every registered seed is in
+    assert f"{BEGIN}\n- **imdb tiny**: elastic beats ppo at the same perplexity.\n\n| verdict |" in readme
     # The tour: what `erbench run` printed for elastic seed 0, an excerpt of the report; these records have no samples.
     assert "$ erbench run imdb --method elastic\n" in readme and "resets after iterations: none\nrecord: " in readme
     assert "$ erbench report\n(no committed records of translation at scale tiny)" in readme
@@ -280,6 +361,17 @@ def test_verify_fails_after_a_hand_edit(repo, stale, word):
     out = report(repo, "--verify")
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 1 and len(lines) == 1 and str(path) in lines[0] and "--write" in lines[0]
+
+
+def test_a_verdict_on_fewer_runs_than_registered_says_so_and_stays_computed(repo):
+    claims = repo / "claims.toml"
+    claims.write_text(CLAIMS_TOML.replace("\nseeds = 3\n", "\nseeds = 10\n"))
+    assert report(repo, "--write").returncode == 0
+    assert "| **SUPPORTED** (3 of 10 registered seeds) | tiny | elastic beats ppo" in (repo / "README.md").read_text()
+    written = (repo / "results" / "report.md").read_text()
+    assert "need 3 seeds, 10 registered) | **SUPPORTED** (3 of 10 registered seeds) | ppo |" in written
+    claims.write_text(CLAIMS_TOML.replace("\nseeds = 3\n", "\nseeds = 3.5\n"))
+    assert_one_line_error(report(repo, "--claims"), "claim 'c' in claims.toml: seeds = 3.5")
 
 
 def test_a_readme_without_markers_is_refused(repo):

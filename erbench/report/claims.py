@@ -4,12 +4,19 @@ Per claim and scale: each run's best val reward within the claim's drift level (
 per baseline the difference of the mean over seeds, method minus baseline, with a 95% stratified bootstrap
 interval (seeds resampled within each side independently, as rliable does; Agarwal et al. 2021) and the
 probability of improvement P(method run > baseline run). SUPPORTED when the interval lies above zero,
-CONTRADICTED when below, INCONCLUSIVE otherwise; NOT ENOUGH DATA with fewer seeds than the claim declares.
+CONTRADICTED when below, INCONCLUSIVE otherwise; NOT ENOUGH DATA with fewer seeds than the claim declares
+(`min_seeds`). A verdict on fewer runs than the claim's registered `seeds` says so ("k of n registered seeds").
 
 A `change_from_initial` claim asks whether training moves a metric at all (the phenomenon a task exists to show):
 per run, its final val value minus its initial model's (iteration 0), the mean over seeds with a 95% bootstrap
 interval and its size in standard errors; SUPPORTED when the interval excludes zero in the claimed direction and
-the change is at least `min_stderrs` standard errors."""
+the change is at least `min_stderrs` standard errors.
+
+The power rule, for an INCONCLUSIVE comparison: the fewest seeds a side n at which the observed difference, with the
+sides' observed spread, would have its 95% interval exclude zero (and reach `min_stderrs`): |difference| >
+z_0.975 * s.e.(n), s.e.(n) = sqrt(s_a^2 + s_b^2) / sqrt(n) over the sides' sample standard deviations (one side:
+s / sqrt(n), the s.e. the report counts). Normal, not t: the percentile bootstrap's interval is mean +- z s.e.
+(within a few thousandths at 5 seeds a side)."""
 
 import dataclasses
 import math
@@ -18,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import bootstrap
+from scipy.stats import bootstrap, norm
 
 from erbench.config import TrainConfig
 from erbench.errors import ErbenchError
@@ -26,13 +33,15 @@ from erbench.registry import load_method_config, registry
 from erbench.report.records import flat_config, recipe_default, setting_label, varying_settings
 from erbench.report.tables import drift_metrics, reward_at_level, within
 
-COMMON = ("id", "text", "source", "task", "kind", "method", "min_seeds")
+COMMON = ("id", "text", "source", "task", "kind", "method", "min_seeds", "seeds")
 FIELDS = {"reward_at_drift": (*COMMON, "baselines", "drift"),  # the fields each kind of claim needs
           "change_from_initial": (*COMMON, "metric", "direction")}
 KINDS = tuple(FIELDS)
 DIRECTIONS = ("increase", "decrease")
 # Fixed so that the verdicts (and the findings CI compares) are the same on every run.
 RESAMPLES, RNG_SEED, CONFIDENCE = 10_000, 0, 0.95
+Z = float(norm.ppf(0.5 + CONFIDENCE / 2))
+POWER_CAP = 40  # the power rule looks no further: "> 40" seeds a side
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH = "SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "NOT ENOUGH DATA"
 # Settings a claim may select on: the trainer's and the method's fields (task fields are checked against the records).
 
@@ -58,6 +67,7 @@ class Claim:
     baselines: tuple[Side, ...]
     drift: str
     min_seeds: int
+    seeds: int  # registered: the runs a side the claim is to be judged on, fixed before they exist
     metric: str = ""  # change_from_initial: the metric that moves, which way, and by how many standard errors at least
     direction: str = ""
     min_stderrs: float = 0.0
@@ -74,6 +84,7 @@ class Comparison:
     p_improve: float
     seeds: tuple[int, int]  # runs with a value at the level: method, baseline
     stderrs: float = float("nan")  # change_from_initial: the mean change over its standard error
+    needed: float = float("nan")  # INCONCLUSIVE: the seeds a side that would decide it (seeds_to_decide); NaN otherwise
 
 
 @dataclass(frozen=True)
@@ -124,13 +135,17 @@ def parse_claim(raw: dict) -> Claim:
     tasks = registry().tasks
     if raw["task"] not in tasks:
         raise problem(claim_id, f"unknown task {raw['task']!r}", f"use one of: {', '.join(tasks)}")
+    for name in ("min_seeds", "seeds"):
+        if not isinstance(raw[name], int) or raw[name] < 2:
+            raise problem(claim_id, f"{name} = {raw[name]!r}", "give an integer >= 2 (an interval needs two runs a side)")
+    if raw["seeds"] < raw["min_seeds"]:
+        raise problem(claim_id, f"seeds = {raw['seeds']} is below min_seeds = {raw['min_seeds']}",
+                      "register at least min_seeds seeds (fewer could never be judged)")
     if raw["kind"] == "change_from_initial":
         return parse_change(raw)
     if raw["drift"] not in drift_metrics(raw["task"]):
         raise problem(claim_id, f"unknown drift metric {raw['drift']!r} for task {raw['task']}",
                       f"use one of: {', '.join(drift_metrics(raw['task']))}")
-    if not isinstance(raw["min_seeds"], int) or raw["min_seeds"] < 2:
-        raise problem(claim_id, f"min_seeds = {raw['min_seeds']!r}", "give an integer >= 2 (an interval needs two runs a side)")
     if not isinstance(raw["baselines"], list) or not raw["baselines"]:
         raise problem(claim_id, "baselines is not a non-empty list", 'write baselines = ["ppo", ...]')
     method = parse_side(claim_id, {"method": raw["method"], "where": raw.get("where", {})})
@@ -140,7 +155,7 @@ def parse_claim(raw: dict) -> Claim:
             raise problem(claim_id, f"method {side.method!r} does not apply to task {raw['task']}",
                           f"use one of: {', '.join(registry().methods_for(raw['task']))}")
     return Claim(claim_id, raw["text"], raw["source"], raw["task"], raw["kind"], method, baselines, raw["drift"], raw["min_seeds"],
-                 scales=parse_scales(claim_id, raw))
+                 raw["seeds"], scales=parse_scales(claim_id, raw))
 
 
 def parse_change(raw: dict) -> Claim:
@@ -150,8 +165,6 @@ def parse_change(raw: dict) -> Claim:
         raise problem(claim_id, f"unknown metric {raw['metric']!r} for task {task}", f"use one of: {', '.join(metrics)}")
     if raw["direction"] not in DIRECTIONS:
         raise problem(claim_id, f"direction = {raw['direction']!r}", f"use one of: {', '.join(DIRECTIONS)}")
-    if not isinstance(raw["min_seeds"], int) or raw["min_seeds"] < 2:
-        raise problem(claim_id, f"min_seeds = {raw['min_seeds']!r}", "give an integer >= 2 (an interval needs two runs)")
     min_stderrs = raw.get("min_stderrs", 0.0)
     if not isinstance(min_stderrs, (int, float)) or min_stderrs < 0:
         raise problem(claim_id, f"min_stderrs = {min_stderrs!r}", "give a number >= 0")
@@ -159,7 +172,7 @@ def parse_change(raw: dict) -> Claim:
     if method.method not in registry().methods_for(task):
         raise problem(claim_id, f"method {method.method!r} does not apply to task {task}",
                       f"use one of: {', '.join(registry().methods_for(task))}")
-    return Claim(claim_id, raw["text"], raw["source"], task, raw["kind"], method, (), "", raw["min_seeds"],
+    return Claim(claim_id, raw["text"], raw["source"], task, raw["kind"], method, (), "", raw["min_seeds"], raw["seeds"],
                  raw["metric"], raw["direction"], float(min_stderrs), parse_scales(claim_id, raw))
 
 
@@ -218,6 +231,13 @@ def difference_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+def seeds_to_decide(difference: float, spread: float, min_stderrs: float = 0.0) -> float:
+    """The power rule: the fewest seeds a side n (2 to POWER_CAP, else inf) with |difference| > Z * spread / sqrt(n)
+    and at least min_stderrs * spread / sqrt(n), spread / sqrt(n) being the standard error at n seeds a side."""
+    return next((n for n in range(2, POWER_CAP + 1)
+                 if abs(difference) > Z * spread / math.sqrt(n) and abs(difference) >= min_stderrs * spread / math.sqrt(n)), math.inf)
+
+
 def compare(a, b, min_seeds: int, baseline: str = "") -> Comparison:
     a, b = np.asarray(a, float), np.asarray(b, float)
     difference = float(a.mean() - b.mean()) if len(a) and len(b) else float("nan")
@@ -226,7 +246,8 @@ def compare(a, b, min_seeds: int, baseline: str = "") -> Comparison:
         verdict = NOT_ENOUGH
     else:
         verdict = SUPPORTED if low > 0 else CONTRADICTED if high < 0 else INCONCLUSIVE
-    return Comparison(baseline, verdict, difference, low, high, p_improve(a, b), (len(a), len(b)))
+    needed = seeds_to_decide(difference, math.hypot(a.std(ddof=1), b.std(ddof=1))) if verdict == INCONCLUSIVE else math.nan
+    return Comparison(baseline, verdict, difference, low, high, p_improve(a, b), (len(a), len(b)), needed=needed)
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float]:
@@ -258,7 +279,10 @@ def compare_change(changes, claim: Claim) -> Comparison:
     else:
         verdict = CONTRADICTED if (high < 0 if sign > 0 else low > 0) else INCONCLUSIVE
     moved = float(np.mean(sign * changes > 0)) if len(changes) else float("nan")
-    return Comparison("initial model", verdict, mean, low, high, moved, (len(changes), len(changes)), stderrs)
+    # Heading the claimed way it must also reach min_stderrs; the other way, excluding zero contradicts it.
+    needed = (seeds_to_decide(mean, changes.std(ddof=1), claim.min_stderrs if sign * mean > 0 else 0.0)
+              if verdict == INCONCLUSIVE else math.nan)
+    return Comparison("initial model", verdict, mean, low, high, moved, (len(changes), len(changes)), stderrs, needed)
 
 
 def combine(verdicts: list[str]) -> str:
@@ -309,6 +333,27 @@ def evaluate_scale(claim: Claim, records: list[dict], scale: str, level: float |
     return Verdict(claim, scale, level, combine([c.verdict for c in comparisons]), tuple(comparisons), note)
 
 
+def claim_needed(verdict: Verdict) -> float:
+    """The seeds a side that would decide an INCONCLUSIVE verdict, each open comparison keeping its difference and
+    spread: the first one heading against the claim makes it CONTRADICTED, else the last one makes it SUPPORTED."""
+    if verdict.verdict != INCONCLUSIVE:
+        return math.nan
+    sign = -1 if verdict.claim.direction == "decrease" else 1
+    open_ = [c for c in verdict.comparisons if c.verdict == INCONCLUSIVE]
+    against = [c.needed for c in open_ if sign * c.difference < 0]
+    return min(against) if against else max(c.needed for c in open_)
+
+
+def needed_text(needed: float) -> str:
+    return "–" if math.isnan(needed) else f"> {POWER_CAP}" if math.isinf(needed) else f"{needed:.0f}"
+
+
+def registered_text(verdict: Verdict) -> str:
+    """' (k of n registered seeds)' while the fewest runs a side are below the claim's registered count."""
+    present = min((n for c in verdict.comparisons for n in c.seeds), default=0)
+    return f" ({present} of {verdict.claim.seeds} registered seeds)" if present < verdict.claim.seeds else ""
+
+
 def signed(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:+.3f}"
 
@@ -332,9 +377,12 @@ def level_text(verdict: Verdict) -> str:
 def comparison_text(c: Comparison, claim: Claim) -> str:
     p, min_seeds = "–" if math.isnan(c.p_improve) else f"{c.p_improve:.2f}", claim.min_seeds
     if claim.kind == "change_from_initial":  # P(improve) is the share of runs that moved the claimed way
-        return f"vs {c.baseline}: {difference_text(c)}, runs moved {p}, seeds {c.seeds[0]}" + (f" (need {min_seeds})" if c.seeds[0] < min_seeds else "")
-    return (f"vs {c.baseline}: {difference_text(c)}, P(improve) {p}, seeds {c.seeds[0]} vs {c.seeds[1]}"
-            + (f" (need {min_seeds})" if min(c.seeds) < min_seeds else ""))
+        text = (f"vs {c.baseline}: {difference_text(c)}, runs moved {p}, seeds {c.seeds[0]}"
+                + (f" (need {min_seeds})" if c.seeds[0] < min_seeds else ""))
+    else:
+        text = (f"vs {c.baseline}: {difference_text(c)}, P(improve) {p}, seeds {c.seeds[0]} vs {c.seeds[1]}"
+                + (f" (need {min_seeds})" if min(c.seeds) < min_seeds else ""))
+    return text + (f", seeds to decide {needed_text(c.needed)}" if c.verdict == INCONCLUSIVE else "")
 
 
 def verdict_line(verdict: Verdict) -> str:
@@ -342,24 +390,70 @@ def verdict_line(verdict: Verdict) -> str:
     claim = verdict.claim
     evidence = "; ".join([comparison_text(c, claim) for c in verdict.comparisons] + ([verdict.note] if verdict.note else []))
     statistic = "final minus initial" if claim.kind == "change_from_initial" else "minus baseline"
-    return (f"- **{verdict.verdict}** `{claim.id}` (scale {verdict.scale}, {level_text(verdict)}, "
+    return (f"- **{verdict.verdict}**{registered_text(verdict)} `{claim.id}` (scale {verdict.scale}, {level_text(verdict)}, "
             f"{claim.method.label()} {statistic}, 95% CI): {claim.text}. {evidence}")
 
 
+def and_join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def scale_sentences(verdicts: list[Verdict]) -> list[str]:
+    """A line per task and scale with a judged claim, from its verdicts: who beats whom at the same drift and
+    what training moves (the comparisons decided), then the comparisons still undecided."""
+    facts: dict[tuple[str, str], dict[tuple[bool, str, str], list[str]]] = {}  # (task, scale) -> (decided, subject, object) -> drifts
+    for verdict in verdicts:
+        if verdict.verdict == NOT_ENOUGH:
+            continue
+        claim, here = verdict.claim, facts.setdefault((verdict.claim.task, verdict.scale), {})
+        for c in verdict.comparisons:
+            if c.verdict == NOT_ENOUGH:
+                continue
+            decided, method = c.verdict != INCONCLUSIVE, claim.method.label()
+            if claim.kind == "change_from_initial":
+                raises = (claim.direction == "increase") == (c.verdict == SUPPORTED)
+                subject, thing = (f"{method} {'raises' if raises else 'lowers'}" if decided else f"{method}'s change in"), claim.metric
+            elif c.verdict == CONTRADICTED:
+                subject, thing = f"{c.baseline} beats", method
+            else:
+                subject, thing = f"{method} {'beats' if decided else 'vs'}", c.baseline
+            drifts = here.setdefault((decided, subject, thing), [])
+            if claim.drift and claim.drift not in drifts:
+                drifts.append(claim.drift)
+    lines = []
+    for (task, scale), here in facts.items():
+        groups: dict[tuple[bool, str, tuple[str, ...]], list[str]] = {}
+        for (decided, subject, thing), drifts in here.items():
+            groups.setdefault((decided, subject, tuple(drifts)), []).append(thing)
+
+        def clauses(wanted: bool) -> str:
+            return "; ".join(f"{subject} {and_join(things)}" + (f" at the same {and_join(list(drifts))}" if drifts else "")
+                             for (decided, subject, drifts), things in groups.items() if decided == wanted)
+
+        shown, undecided = clauses(True), clauses(False)
+        lines.append(f"- **{task} {scale}**: {shown or 'nothing decided yet'}" + (f" — undecided: {undecided}" if undecided else "") + ".")
+    return lines
+
+
 def findings_markdown(verdicts: list[Verdict]) -> str:
-    """The full Findings table (results/report.md): a row per comparison; the claim and its verdict on its first row."""
-    rows = ["| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) (vs initial: runs moved) | seeds |", "|---|---|---|---|---|---|---|---|"]
+    """The full Findings table (results/report.md), after a line per task and scale saying what it shows: a row per
+    comparison; the claim and its verdict on its first row."""
+    sentences = scale_sentences(verdicts)
+    rows = [*sentences, ""] if sentences else []
+    rows += ["| task | scale | claim | verdict | vs | difference [95% CI] | P(improve) (vs initial: runs moved) | seeds | seeds to decide |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for verdict in verdicts:
         claim = verdict.claim
         note = f"; {verdict.note}" if verdict.note and verdict.comparisons else ""
-        head = [claim.task, verdict.scale, f"{claim.text} (`{claim.id}`; {level_text(verdict)}, need {claim.min_seeds} seeds{note})",
-                f"**{verdict.verdict}**"]
+        head = [claim.task, verdict.scale,
+                f"{claim.text} (`{claim.id}`; {level_text(verdict)}, need {claim.min_seeds} seeds, {claim.seeds} registered{note})",
+                f"**{verdict.verdict}**{registered_text(verdict)}"]
         if not verdict.comparisons:
-            rows.append("| " + " | ".join([*head, "", verdict.note, "", ""]) + " |")
+            rows.append("| " + " | ".join([*head, "", verdict.note, "", "", ""]) + " |")
         for i, c in enumerate(verdict.comparisons):
             p = "–" if math.isnan(c.p_improve) else f"{c.p_improve:.2f}"
             seeds = f"{c.seeds[0]}" if claim.kind == "change_from_initial" else f"{c.seeds[0]} vs {c.seeds[1]}"
-            cells = [*(head if i == 0 else [""] * 4), c.baseline, difference_text(c), p, seeds]
+            cells = [*(head if i == 0 else [""] * 4), c.baseline, difference_text(c), p, seeds, needed_text(c.needed)]
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -384,16 +478,19 @@ def headline_evidence(verdict: Verdict) -> str:
 
 
 def headline_markdown(verdicts: list[Verdict]) -> str:
-    """The README's Findings: a line per claim and scale judged (method minus baseline, or final minus initial, with
-    the 95% interval of the comparison that decides it), then one line naming where data is still missing."""
-    rows = ["| verdict | scale | claim | evidence (95% CI) |", "|---|---|---|---|"]
+    """The README's Findings: a line per task and scale saying what it shows, then a row per claim and scale judged
+    (method minus baseline, or final minus initial, with the 95% interval of the comparison that decides it, and the
+    seeds a side that would decide it), then one line naming where data is still missing."""
+    sentences = scale_sentences(verdicts)
+    rows = [*sentences, ""] if sentences else []
+    rows += ["| verdict | scale | claim | evidence (95% CI) | seeds to decide |", "|---|---|---|---|---|"]
     missing: dict[tuple[str, str], list[Verdict]] = {}
     for verdict in verdicts:
         if verdict.verdict == NOT_ENOUGH:
             missing.setdefault((verdict.claim.task, verdict.scale), []).append(verdict)
             continue
-        rows.append(f"| **{verdict.verdict}** | {verdict.scale} | {verdict.claim.text} ({level_text(verdict)}) | "
-                    f"{headline_evidence(verdict)} |")
+        rows.append(f"| **{verdict.verdict}**{registered_text(verdict)} | {verdict.scale} | {verdict.claim.text} ({level_text(verdict)}) | "
+                    f"{headline_evidence(verdict)} | {needed_text(claim_needed(verdict))} |")
     if missing:
         rows.append("\nNOT ENOUGH DATA yet: " + "; ".join(missing_text(task, scale, group) for (task, scale), group in sorted(missing.items())) + ".")
     return "\n".join(rows)
