@@ -346,12 +346,12 @@ def report(
     claims_file: Path = typer.Option(Path("results/claims.toml"), help="the claims to judge and the drift levels of the reward@level columns"),
     published_file: Path = typer.Option(Path("results/published.csv"), help="the published numbers"),
     write: bool = typer.Option(False, "--write", help="write the committed report (markdown, --published --claims) to --report-file, "
-                                                      "and the generated blocks between their markers in --readme (Findings, tour) "
+                                                      "and the generated blocks between their markers in --readme (Findings, tour, speed) "
                                                       "and in the --docs pages (samples)"),
     verify: bool = typer.Option(False, "--verify", help="exit 1 when --report-file, the README's or the docs pages' generated blocks "
                                                         "differ from what the records give"),
     report_file: Path = typer.Option(Path("results/report.md"), help="the committed report (--write, --verify)"),
-    readme: Path = typer.Option(Path("README.md"), help="the README holding the headline Findings and the tour (--write, --verify)"),
+    readme: Path = typer.Option(Path("README.md"), help="the README holding the headline Findings, the tour and the speed table (--write, --verify)"),
     docs: Path = typer.Option(Path("docs"), help="the reference pages; observability.md holds the samples excerpt (--write, --verify)"),
     include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
@@ -360,7 +360,7 @@ def report(
     try:
         import pandas as pd
 
-        from erbench.report import findings, tables, tour
+        from erbench.report import findings, speed, tables, tour
         from erbench.report.claims import evaluate, findings_markdown, headline_markdown, load_claims, verdict_line
         from erbench.report.samples import drift_examples
 
@@ -392,7 +392,8 @@ def report(
         if claims:  # markdown gets the Findings table, csv and json a line per verdict
             text += "\n\n### Claims\n\n" + (findings_markdown(verdicts) if format == "md" else "\n".join(verdict_line(v) for v in verdicts))
         if write or verify:
-            readme_blocks = {"findings": headline_markdown(verdicts), **tour.blocks(records, text)}
+            readme_blocks = {"findings": headline_markdown(verdicts), **tour.blocks(records, text),
+                             "speed": speed.block(results / "benchmarks")}
             samples_block = {"samples": examples or "No committed record has samples yet."}
             wanted = findings.documents(text, report_file, {readme: readme_blocks, docs / findings.SAMPLES_PAGE: samples_block})
             if write:

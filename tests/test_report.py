@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import erbench, erbench_in_process
+from erbench.errors import ErbenchError
 from erbench.report.check import compare
 from erbench.report.pareto import hypervolume, pareto_front, reward_at_drift
 from erbench.report.records import newest_per_seed, read_records, runs_table
@@ -271,3 +272,30 @@ def test_the_committed_results_report_with_at_most_two_warning_lines(command, tm
     assert result.returncode == 0 and len(result.stderr.splitlines()) <= 2, result.stderr
 
 
+
+
+def test_the_speed_table_reads_the_minimum_of_each_side_and_its_ratio(tmp_path):
+    from erbench.report import speed
+
+    measurement = lambda variant, what, wall, cpu: {"variant": variant, "what": what, "wall_seconds": wall, "cpu_seconds": cpu}
+    (tmp_path / "side-by-side-imdb-tiny-cpu.json").write_text(json.dumps({
+        "task": "imdb", "device": "some CPU, 1 thread", "commits": {"base": "aaa", "new": "bbb"},
+        "measurements": [measurement("base", "run", 100.0, 90.0), measurement("new", "run", 50.0, 40.0),
+                         measurement("new", "run", 45.0, 36.0), measurement("base", "run", 120.0, 80.0),
+                         measurement("base", "prepare", 10.0, 10.0)]}))  # prepare of one side only: no row
+    (tmp_path / "ppo-vs-rloo-tiny-cpu.json").write_text(json.dumps({"device": "some CPU", "results": {
+        "erbench_ppo": {"optimizer_steps_per_iteration": 16, "seconds_per_iteration": 3.0, "cpu_seconds_per_iteration": 2.0},
+        "trl_rloo_matched_updates": {"seconds_per_iteration": 6.0, "cpu_seconds_per_iteration": 4.0}}}))
+    text = speed.block(tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("| imdb")]
+    assert rows == ["| imdb | run | 100.0 (80.0) at aaa | 45.0 (36.0) at bbb | **0.45** (0.45) | 4 | some CPU, 1 thread |"]
+    assert "2.00 s against 4.00 s of CPU time per iteration, **0.50** (wall 0.50)" in text
+    assert "TRL's own precision" not in text  # that row was not measured
+
+
+def test_a_corrupt_benchmark_record_is_one_error_naming_the_file(tmp_path):
+    from erbench.report import speed
+
+    (tmp_path / "side-by-side-imdb-tiny-cpu.json").write_text("{not json")
+    with pytest.raises(ErbenchError, match="side-by-side-imdb-tiny-cpu.json"):
+        speed.block(tmp_path)

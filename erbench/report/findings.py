@@ -1,5 +1,5 @@
 """The committed report (results/report.md) and the generated blocks of the README (the headline Findings, the
-tour) and of docs/ pages (the samples excerpt), made from the run records and compared with what is committed
+tour, the speed table) and of docs/ pages (the samples excerpt), made from the run records and compared with what is committed
 (`erbench report --verify`, run by CI)."""
 
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 from erbench.errors import ErbenchError
 from erbench.results import atomic_write
 
-BLOCKS = ("findings", "tour-run", "tour-report", "tour-samples", "samples")
+BLOCKS = ("findings", "tour-run", "tour-report", "tour-samples", "speed", "samples")
 MARKERS = {block: (f"<!-- {block}:begin -->", f"<!-- {block}:end -->") for block in BLOCKS}
 SAMPLES_PAGE = "observability.md"  # the docs/ page holding the samples excerpt
 
