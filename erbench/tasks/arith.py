@@ -2,7 +2,7 @@
 Elastic Reset should prevent is pass@k at large k (RL sharpens pass@1 and may narrow what the policy can still solve).
 
 Answer format (every scale): a response's first line that starts with "####" is its answer line; it scores 1 when
-it is exactly "#### N" (N an ASCII integer, an optional "-", no leading zeros, at most 30 digits) ended by a newline
+it is exactly "#### N" (N an ASCII integer: an optional "-", no leading zeros, no "-0", at most 30 digits) ended by a newline
 and N is the problem's answer; every other response scores 0 (no answer line, a malformed one, an unterminated one
 that the length limit may have cut, a wrong number). Only the first answer line counts, so a second one never helps.
 A response ends at its answer line: sampling stops there, and the tokens after it (when the batch samples on) are
@@ -41,7 +41,7 @@ from erbench.tasks.base import Task
 OPERATIONS = ("add", "sub", "mul", "chain")
 END_OF_TEXT = "<|endoftext|>"
 CHARACTERS = "0123456789+-*=;:#QA \n"  # the tiny scale's whole vocabulary, after end-of-text
-ANSWER_LINE = re.compile(r"#### (-?(?:0|[1-9][0-9]{0,29}))")
+ANSWER_LINE = re.compile(r"#### (0|-?[1-9][0-9]{0,29})")
 INSTRUCTION = "Solve the problem step by step, then give the final answer on its own last line as '#### <integer>'.\n\n"
 ASSET_FIELDS = ("data", "policy", "operations", "max_digits", "chain_terms", "problem_seed", "train_problems",
                 "lm_layers", "lm_width", "lm_heads", "lm_context", "lm_train_tokens", "lm_batch_size", "lm_lr")
@@ -332,8 +332,9 @@ class ArithTask(Task):
         self.context = min(cfg.lm_context, getattr(model.config, "n_positions", None) or model.config.max_position_embeddings)
         self.problems = self.load_problems()
         self.prompts = {"train": self.encode(self.problems["train"])[0]}
-        self.reward = VerifiableReward({self.tokenizer.decode(ids): p.answer for split in self.problems.values()
-                                        for ids, p in zip(*self.encode(split))})
+        # Keyed by each prompt as decoded from its tokens, the text TRL's trainers hand the reward (integrations/trl_run.py)
+        self.reward = VerifiableReward({text: p.answer for split in self.problems.values() if split
+                                        for text, p in zip(self.decode_prompts(*self.encode(split)[0]), self.encode(split)[1])})
         self.solution_tokens = {split: self.tokenizer.encode(END_OF_TEXT.join(
             p.prompt + p.solution for p in self.problems[split][: cfg.ppl_solutions])).ids for split in ("val", "test")}
         return model.to(self.device)
@@ -388,10 +389,13 @@ class ArithTask(Task):
         response_mask = (torch.arange(response.shape[1]) < lengths[:, None]).float().to(response.device)
         return Rollout(prompt_ids, prompt_mask, response, response_mask)
 
+    def decode_prompts(self, ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        return self.tokenizer.decode_batch([row[m.bool()].tolist() for row, m in zip(ids.cpu(), mask.cpu())])
+
     def texts(self, rollout: Rollout) -> tuple[list[str], list[str]]:
-        prompts = [ids[m.bool()].tolist() for ids, m in zip(rollout.prompt_ids.cpu(), rollout.prompt_mask.cpu())]
-        responses = [ids[m.bool()].tolist() for ids, m in zip(rollout.response_ids.cpu(), rollout.response_mask.cpu())]
-        return self.tokenizer.decode_batch(prompts), self.tokenizer.decode_batch(responses)
+        """Prompts and responses (up to their answer lines)."""
+        return (self.decode_prompts(rollout.prompt_ids, rollout.prompt_mask),
+                self.decode_prompts(rollout.response_ids, rollout.response_mask))
 
     def score(self, rollout: Rollout) -> torch.Tensor:
         prompts, responses = self.texts(rollout)
