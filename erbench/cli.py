@@ -331,7 +331,7 @@ def plot(
                 continue
             if kind == "pass-at-k":
                 figure = plots.pass_at_k(runs, name, scale, out or results / f"pass-at-k-{name}-{scale}.png")
-                typer.echo(f"wrote {figure}" if figure else f"no recipe-setting runs of {name} at scale {scale} with pass@k")
+                typer.echo(f"wrote {figure}" if figure else f"no runs of {name} at scale {scale} with pass@k")
                 continue
             suffix = ("" if x is None else f"-{drift}") + ("-sqrt" if sqrt_x else "")
             target = out or results / f"pareto-{name}-{scale}{suffix}.png"
