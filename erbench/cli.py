@@ -281,6 +281,8 @@ def plot(
     pareto: bool = typer.Option(False, "--pareto", help="reward against drift per task and scale: the methods at their "
                                 "recipe settings, and (ablations-*.png) every other setting swept"),
     curves: bool = typer.Option(False, "--curves", help="reward and drift against iteration, resets marked"),
+    pass_k: bool = typer.Option(False, "--pass-at-k", help="pass@k against k per task and scale, a line per method "
+                                "(tasks whose records hold pass@k: arith)"),
     task: str = typer.Option(None, help="only this task (default: every task found)"),
     x: str = typer.Option(None, help="drift metric on the x axis (default: the task's first drift metric)"),
     y: str = typer.Option("reward", help="reward metric on the y axis"),
@@ -293,14 +295,14 @@ def plot(
                              "results/<kind>-<task>[-<scale>][-<x>][-sqrt].png"),
     include_path: list[Path] = typer.Option([], "--include-path", help=INCLUDE_HELP),
 ):
-    """Draw reward/drift figures (--pareto) and training curves (--curves) from stored run records."""
+    """Draw reward/drift figures (--pareto), training curves (--curves) and pass@k against k (--pass-at-k) from stored run records."""
     plugins(include_path)
     try:
         from erbench.report import plots
         from erbench.report.tables import drift_metrics
 
-        if not (pareto or curves):
-            raise ErbenchError("nothing to plot", "pass --pareto and/or --curves")
+        if not (pareto or curves or pass_k):
+            raise ErbenchError("nothing to plot", "pass --pareto, --curves and/or --pass-at-k")
         if out is not None and out.suffix.lower() not in (".png", ".svg", ".pdf"):
             raise ErbenchError(f"cannot write a plot to {out}", "give --out a .png, .svg or .pdf file")
         runs, curve_rows, interpolations, _ = load_runs(results, checkpoint, verbose)
@@ -317,12 +319,19 @@ def plot(
             scales = sorted(runs.loc[runs["task"] == name, "scale"].unique())
             figures += [("pareto", name, scale, drift) for scale in scales] if pareto else []
             figures += [("curves", name, None, drift)] if curves else []
+            if pass_k and not any(c.startswith("pass@") for c in runs.columns if runs.loc[runs["task"] == name, c].notna().any()):
+                raise ErbenchError(f"task {name} records have no pass@k metrics", "draw --pass-at-k for a task that reports them (arith)")
+            figures += [("pass-at-k", name, scale, drift) for scale in scales] if pass_k else []
         if out is not None and len(figures) > 1:
             raise ErbenchError(f"--out names one file but {len(figures)} figures are asked for",
-                               "use --out with one of --pareto / --curves, one task (--task T) with records of one scale")
+                               "use --out with one of --pareto / --curves / --pass-at-k, one task (--task T) with records of one scale")
         for kind, name, scale, drift in figures:
             if kind == "curves":
                 typer.echo(f"wrote {plots.training_curves(curve_rows, name, out or results / f'curves-{name}.png')}")
+                continue
+            if kind == "pass-at-k":
+                figure = plots.pass_at_k(runs, name, scale, out or results / f"pass-at-k-{name}-{scale}.png")
+                typer.echo(f"wrote {figure}" if figure else f"no runs of {name} at scale {scale} with pass@k")
                 continue
             suffix = ("" if x is None else f"-{drift}") + ("-sqrt" if sqrt_x else "")
             target = out or results / f"pareto-{name}-{scale}{suffix}.png"

@@ -283,7 +283,7 @@ def test_a_bad_claim_is_refused_naming_the_claim(change, message):
 
 def test_the_committed_claims_load():
     claims, levels = load_claims(REPO / "results" / "claims.toml")
-    assert {c.task for c in claims} == {"imdb", "translation", "stackllama"}
+    assert {c.task for c in claims} == {"imdb", "translation", "stackllama", "arith"}
     assert levels["imdb"]["tiny"] == {"perplexity": 320.0, "kl_to_init": 5.0}
 
 

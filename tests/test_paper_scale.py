@@ -134,3 +134,53 @@ def test_stackllama_paper_scale_runs_offline_on_stand_ins(stack_stand_ins, tmp_p
     assert run["assets"]["reward_evaluation_pairs"] == 8 and "reward_ood_accuracy" not in run["assets"]  # the hub has no ood split
     final = run["final"]["val"]
     assert all(key in final for key in ("reward", "reward_second_rm", "perplexity", "code_perplexity", "kl_to_init"))
+
+
+@pytest.fixture(scope="module")
+def gsm8k_stand_ins(tmp_path_factory):
+    """Qwen/Qwen2.5-0.5B-Instruct as a tiny random Qwen2 with the GPT-2 tokenizer and a chat template, and
+    openai/gsm8k as parquet files in the hub repository's layout (main/{train,test}-*.parquet and its README configs)."""
+    import pandas as pd
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    root = tmp_path_factory.mktemp("hub")
+    torch.manual_seed(0)
+    tokenizer = gpt2_tokenizer(pad=True)
+    tokenizer.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                               "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    Qwen2ForCausalLM(config).save_pretrained(root / "qwen")
+    tokenizer.save_pretrained(root / "qwen")
+    data = root / "gsm8k"
+    (data / "main").mkdir(parents=True)
+    (data / "README.md").write_text("---\nconfigs:\n- config_name: main\n  data_files:\n  - split: train\n    path: main/train-*\n"
+                                    "  - split: test\n    path: main/test-*\n---\n")
+    for split, n in (("train", 24), ("test", 8)):
+        rows = [{"question": f"Tom has {i} apples and buys {i + 2} more. How many apples does he have?",
+                 "answer": f"He has {i} + {i + 2} = <<{i}+{i + 2}={2 * i + 2}>>{2 * i + 2} apples.\n#### {2 * i + 2:,}"} for i in range(n)]
+        pd.DataFrame(rows).to_parquet(data / "main" / f"{split}-00000-of-00001.parquet")
+    return root
+
+
+def test_arith_paper_scale_runs_gsm8k_offline_on_stand_ins(gsm8k_stand_ins, tmp_path):
+    record, hub = tmp_path / "run.json", gsm8k_stand_ins
+    result = erbench("run", "arith", "--scale", "paper", "--method", "ref-mix", "--record", str(record),
+                     *sets(f"task.policy={hub / 'qwen'}", f"task.data={hub / 'gsm8k'}", "task.response_tokens=8",
+                           "task.eval_problems=4", "task.test_problems=4", "task.samples_per_problem=4", "task.probe_problems=2",
+                           "task.ppl_solutions=4", "task.eval_batch_size=8", "train.iterations=2", "train.rollout_prompts=4",
+                           "train.num_minibatches=2", "train.eval_every=1", "method.reset_every=1"),
+                     cache_dir=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    run = json.loads(record.read_text())
+    assert run["status"] == "completed" and run["scale"] == "paper" and run["task_config"]["data"].endswith("gsm8k")
+    assert run["method_config"] == {"reset_every": 1, "mix_alpha": 0.6, "first_reset_after": None}
+    final = run["final"]["test"]
+    assert all(key in final for key in ("pass@1", "pass@2", "pass@4", "holdout_accuracy", "perplexity", "kl_to_init"))
+    assert "pass@8" not in final and final["reward"] == final["pass@1"]  # k stops at the samples drawn
+    samples = [json.loads(line) for line in record.with_name("run.samples.jsonl").read_text().splitlines()]
+    assert samples and all("Tom has" in s["prompt"] and s["prompt"].endswith("<|im_start|>assistant\n") for s in samples)  # chat template
+    assert {s["answer"] for s in samples if s["split"] == "test"} <= {2 * i + 2 for i in range(8)}  # GSM8K's "#### N", commas dropped

@@ -15,7 +15,7 @@ from torch import nn
 from conftest import FAST, assert_one_line_error, erbench, sets
 from erbench.errors import ErbenchError
 from erbench.methods.base import frozen_copy
-from erbench.methods.ref_reset import ReferenceReset, ReferenceResetConfig
+from erbench.methods.ref_reset import ReferenceMix, ReferenceMixConfig, ReferenceReset, ReferenceResetConfig
 from erbench.registry import load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,6 +134,34 @@ def test_reference_reset_moves_the_kl_anchor_not_the_policy():
     fresh = ReferenceReset(ReferenceResetConfig(reset_every=3), policy, init_model, critic, optimizer)
     fresh.load_state_dict(state)
     assert torch.equal(fresh.reference_model.weight, hook.reference_model.weight) and fresh.reference_resets == [3, 6]
+
+
+def test_reference_mix_moves_the_anchor_part_of_the_way_every_tau_iterations():
+    """TR-DPO's soft update: every tau iterations reference <- alpha * policy + (1 - alpha) * reference."""
+    torch.manual_seed(0)
+    policy, critic = nn.Linear(3, 3), nn.Linear(3, 1)
+    init_model = frozen_copy(policy)
+    optimizer = torch.optim.AdamW([*policy.parameters(), *critic.parameters()], lr=0.1)
+    hook = ReferenceMix(ReferenceMixConfig(reset_every=2, mix_alpha=0.25), policy, init_model, critic, optimizer)
+    expected = init_model.weight.clone()
+    for done in range(1, 7):
+        with torch.no_grad():
+            policy.weight.add_(float(done))  # an update
+        before = policy.weight.clone()
+        assert hook.maybe_reset(done) is False and torch.equal(policy.weight, before)  # the policy never resets
+        if done % 2 == 0:
+            expected = 0.25 * policy.weight.detach() + 0.75 * expected
+        torch.testing.assert_close(hook.reference_model.weight, expected)
+    assert hook.reference_resets == [2, 4, 6] and hook.reference_model is not init_model
+    assert torch.equal(init_model.weight, frozen_copy(init_model).weight)  # theta0 untouched
+    assert not torch.equal(hook.reference_model.weight, policy.weight)  # alpha < 1: not ref-reset
+    fresh = ReferenceMix(ReferenceMixConfig(reset_every=2, mix_alpha=0.25), policy, init_model, critic, optimizer)
+    fresh.load_state_dict(hook.state_dict())
+    assert torch.equal(fresh.reference_model.weight, hook.reference_model.weight)
+    with pytest.raises(ErbenchError, match="method.mix_alpha must be in"):
+        ReferenceMixConfig(mix_alpha=0.0)
+    reg = load_registry("")
+    assert all("ref-mix" in reg.methods_for(task) for task in ("imdb", "stackllama", "arith"))
 
 
 def test_every_package_folder_reaches_the_wheel_with_the_recipes(tmp_path):

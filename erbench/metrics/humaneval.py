@@ -25,6 +25,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from erbench.errors import ErbenchError
+from erbench.metrics.pass_at_k import pass_at_k  # noqa: F401 (humaneval's pass@k; also erbench.metrics.pass_at_k)
 from erbench.progress import progress_bar
 
 ALLOW_ENV = "ERBENCH_ALLOW_CODE_EXECUTION"
@@ -242,15 +243,6 @@ def check_completions(problems: list[dict], completions: list[list[str]], timeou
     finally:
         pool.shutdown(cancel_futures=True)  # on Ctrl-C, do not run the rest of the queue first
     return outcomes
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k), as a stable product."""
-    if not (0 <= c <= n and 1 <= k <= n):
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
 def humaneval_scores(outcomes: list[list[str]], ks=(1, 10, 100)) -> dict:

@@ -160,3 +160,32 @@ def training_curves(curves: pd.DataFrame, task: str, out: Path) -> Path:
         axes[-1][column].set_xlabel("PPO iteration")
     legend_outside(fig, axes[0][-1])
     return save(fig, out)
+
+
+def pass_at_k(runs: pd.DataFrame, task: str, scale: str, out: Path) -> Path | None:
+    """pass@k against k (log scale), a line per method and setting (the recipe's unlabelled), final val, seed mean ±
+    s.e., the initial model dashed: where RL trades the problems only a few samples solve (large k) for pass@1.
+    None without pass@k metrics."""
+    here = runs[(runs["task"] == task) & (runs["scale"] == scale)]
+    columns = sorted((c for c in here if c.startswith("pass@") and here[c].notna().any()), key=lambda c: int(c[5:]))
+    if not columns:
+        return None
+    ks = [int(c[5:]) for c in columns]
+    fig, ax = plt.subplots(figsize=(4.6, 3.2), layout="constrained")
+    palette = colours(here["method"])
+    means = setting_means(here, columns)
+    for _, row in means.sort_values("method", key=lambda m: m.map(order_key)).iterrows():
+        ax.errorbar(ks, [row[c] for c in columns], yerr=[np.nan_to_num(row[f"{c}_se"]) for c in columns], marker="o",
+                    markersize=3, linewidth=1.2, capsize=2, color=palette[row["method"]],
+                    label=f"{row['method']}{f' [{row.setting}]' if row.setting else ''} (n={row['n_seeds']})")
+    ax.plot(ks, [here[f"initial_{c}"].mean() for c in columns], color="black", linestyle="--", marker="*", markersize=5,
+            linewidth=1, label="initial model")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("k (samples per problem)")
+    ax.set_ylabel("pass@k (val, unbiased) ↑")
+    ax.set_title(f"{task}, scale {scale}: final pass@k, mean ± s.e. over seeds")
+    ax.grid(alpha=0.3)
+    legend_outside(fig, ax)
+    return save(fig, out)

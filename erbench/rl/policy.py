@@ -78,10 +78,12 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, allowed: torch.Te
 @torch.no_grad()
 def sample_responses(model: nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response_tokens: int,
                      top_k: int, pad_token_id: int, banned_token_ids: list[int], logits_processor=None,
-                     kv_cache: str = "dynamic") -> torch.Tensor:
+                     kv_cache: str = "dynamic", stopping_criteria=None) -> torch.Tensor:
     """Sample exactly `response_tokens` tokens per prompt (min_length = max_length, as the paper's IMDB env).
     kv_cache "static" preallocates the cache (fixed shapes, so transformers compiles the decode step on a GPU);
-    it draws the same tokens as the growing "dynamic" cache (tests/test_policy.py)."""
+    it draws the same tokens as the growing "dynamic" cache (tests/test_policy.py). A per-row `stopping_criteria`
+    (a transformers StoppingCriteria) may end the sampling early once every row is done; the result is then
+    narrower, and rows done earlier hold padding after their end."""
     was_training = model.training
     model.eval()
     out = model.generate(
@@ -90,6 +92,7 @@ def sample_responses(model: nn.Module, prompt_ids: torch.Tensor, prompt_mask: to
         pad_token_id=pad_token_id, eos_token_id=banned_token_ids or None, use_cache=True,
         logits_processor=[logits_processor] if logits_processor is not None else None,
         cache_implementation="static" if kv_cache == "static" else None,
+        stopping_criteria=[stopping_criteria] if stopping_criteria is not None else None,
     )
     model.train(was_training)
     return out[:, prompt_ids.shape[1]:]
