@@ -316,7 +316,7 @@ def repo(tmp_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({k: v for k, v in r.items() if k != "path"}))
     (tmp_path / "claims.toml").write_text(CLAIMS_TOML)
-    tour = "".join(f"{MARKERS[block][0]}\nold\n{MARKERS[block][1]}\n\n" for block in ("tour-run", "tour-report", "tour-samples"))
+    tour = "".join(f"{MARKERS[block][0]}\nold\n{MARKERS[block][1]}\n\n" for block in ("tour-run", "tour-report", "tour-samples", "speed"))
     (tmp_path / "README.md").write_text(f"# erbench\n\n{tour}## Findings\n\n{BEGIN}\nold\n{END}\n\nMore text.\n")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "observability.md").write_text(f"# Samples\n\n{SAMPLES_BEGIN}\nold samples\n{SAMPLES_END}\n")
