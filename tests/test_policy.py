@@ -5,7 +5,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from erbench.models.seq2seq import Seq2SeqAgent
-from erbench.rl.policy import Critic, Rollout, Seq2SeqCritic, Seq2SeqRollout, ValueHead, sample_responses, token_logprobs
+from erbench.rl.policy import (Critic, Rollout, Sampler, Seq2SeqCritic, Seq2SeqRollout, ValueHead, sample_responses,
+                               token_logprobs)
 
 
 def prompts():
@@ -96,3 +97,16 @@ def test_a_static_kv_cache_draws_the_same_tokens_as_the_dynamic_one(tiny_lm, fam
         drawn[cache] = sample_responses(model, ids.repeat(4, 1), mask.repeat(4, 1), 20, top_k=0, pad_token_id=0,
                                         banned_token_ids=[0], kv_cache=cache)
     assert drawn["dynamic"].shape == (8, 20) and torch.equal(drawn["dynamic"], drawn["static"])
+
+
+def test_the_sampler_draws_from_the_top_k_softmax_and_never_a_masked_token():
+    torch.manual_seed(0)
+    scores = torch.tensor([[2.0, 1.0, 0.0, -1.0, -float("inf"), 3.0]]).repeat(20000, 1)
+    drawn = Sampler(top_k=3)(None, scores)
+    assert ((drawn == 0).sum(-1) == 1).all() and torch.isinf(drawn).sum(-1).eq(5).all()  # one token a row, picked by argmax
+    counts = torch.bincount(drawn.argmax(-1), minlength=6).float() / len(scores)
+    expected = torch.zeros(6)
+    expected[[0, 1, 5]] = torch.tensor([2.0, 1.0, 3.0]).softmax(-1)  # the 3 best, renormalised
+    assert torch.allclose(counts, expected, atol=0.015)
+    full = torch.bincount(Sampler(top_k=0)(None, scores).argmax(-1), minlength=6).float() / len(scores)
+    assert torch.allclose(full, scores[0].softmax(-1), atol=0.015) and full[4] == 0  # -inf (a masked token): never
