@@ -3,6 +3,7 @@
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -16,6 +17,29 @@ from erbench import cpu
 from erbench.errors import ErbenchError
 from erbench.progress import say
 from erbench.rl.policy import Critic
+
+
+@contextmanager
+def key_lock(path: Path, waiting: str):
+    """An exclusive flock of the file `path`, which the holder removes as it releases it (a failed build leaves no
+    file behind); a waiter that then holds a removed file's lock takes the lock of the current file instead."""
+    while True:
+        with open(path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                say(waiting)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if os.fstat(lock.fileno()).st_ino != os.stat(path).st_ino:
+                    continue
+            except FileNotFoundError:
+                continue
+            try:
+                yield
+            finally:
+                path.unlink()
+            return
 
 
 class Task:
@@ -43,12 +67,7 @@ class Task:
         if meta is not None:
             return meta
         self.asset_dir.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.asset_dir.parent / f".{self.asset_dir.name}.lock", "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                say(f"waiting for another process building {self.asset_dir}")
-                fcntl.flock(lock, fcntl.LOCK_EX)
+        with key_lock(self.asset_dir.parent / f".{self.asset_dir.name}.lock", f"waiting for another process building {self.asset_dir}"):
             meta = None if force else self.prepared_meta(quiet=True)
             if meta is not None:
                 return meta  # built by the process this one waited for
