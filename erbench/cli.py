@@ -215,11 +215,13 @@ def sweep(
     seeds: int = typer.Option(5, help="seeds 0..K-1 of every setting (the paper used 5)"),
     scale: str = typer.Option(None, help="tiny | small | paper (default: the grid's scale)"),
     set_: list[str] = typer.Option([], "--set", help="override a setting in every run, e.g. --set train.iterations=10"),
-    jobs: int = typer.Option(1, help="runs at a time (several may share a GPU)"),
+    jobs: int = typer.Option(None, help="local: runs at a time (default 1; several may share a GPU); ray: a cap on "
+                             "runs in flight (default none: every run is submitted and the cluster's CPUs and GPUs "
+                             "decide how many run together)"),
     launcher: str = typer.Option("local", help="local | ray"),
-    address: str = typer.Option(None, help="Ray cluster address (default: a running local instance, else a new one)"),
-    cpus_per_run: float = typer.Option(1.0, help="Ray: CPUs each run asks for"),
-    gpus_per_run: float = typer.Option(0.0, help="Ray: GPUs each run asks for (a fraction shares a GPU, e.g. 0.25)"),
+    address: str = typer.Option(None, help="ray: the cluster's HOST:PORT (default: a running local instance, else a new one)"),
+    cpus_per_run: float = typer.Option(1.0, help="ray: CPUs each run asks for (a node of N CPUs runs N / C at once)"),
+    gpus_per_run: float = typer.Option(0.0, help="ray: GPUs each run asks for (a fraction shares a GPU, e.g. 0.25)"),
     checkpoint_every: int = typer.Option(5, help="iterations between checkpoints, so a killed sweep resumes its runs (0: none)"),
     out: Path = typer.Option(None, help="folder for the records (default results/sweeps/TASK-GRID-SCALE)"),
     report_to: str = typer.Option("none", "--report-to", help=REPORT_TO_HELP + "; files under OUT/TRACKER, one run per seed"),
@@ -236,13 +238,13 @@ def sweep(
 
         if checkpoint_every < 0:
             raise ErbenchError(f"--checkpoint-every {checkpoint_every} is negative", "give a number of iterations, or 0")
-        folder, summary, seconds = run_sweep(task, grid, seeds, scale, set_, out, jobs, launcher, address,
+        folder, summary, seconds, prepare_seconds = run_sweep(task, grid, seeds, scale, set_, out, jobs, launcher, address,
                                              *dirs(data_dir, cache_dir), checkpoint_every, cpus_per_run, gpus_per_run,
                                              report_to, echo=typer.echo)
     except ErbenchError as e:
         fail(e)
     typer.echo(f"done {len(summary['done'])}, skipped {len(summary['skipped'])}, failed {len(summary['failed'])} "
-               f"in {seconds:.0f} s; records in {folder}")
+               f"in {seconds:.0f} s ({prepare_seconds:.0f} s preparing assets); records in {folder}")
     for name, error in summary["failed"]:
         typer.echo(f"failed {name}: {error}")
     if summary["failed"]:

@@ -2,7 +2,8 @@
 
   local  J processes at a time on this machine; with GPUs, the slots are spread over them round-robin
          (several runs share a GPU when J exceeds the GPU count: a tiny or GPT-2-small run uses a small share)
-  ray    each job is a Ray task with its CPU/GPU needs, on a cluster (`--address`) or a local Ray instance;
+  ray    every job is submitted at once as a Ray task with its CPU/GPU needs, on a cluster (`--address`) or a local
+         Ray instance, so the cluster's resources decide how many run together (`--jobs`, when given, caps them);
          the worker returns the record and its samples to the driver, so no shared filesystem is needed for
          records (a tracker's files stay where the worker wrote them: --report-to wandb syncs them itself)
 
@@ -11,6 +12,7 @@ A job resumes from its checkpoint when one exists in the cache folder it runs wi
 
 import os
 import queue
+import socket
 import subprocess
 import sys
 import tempfile
@@ -162,14 +164,44 @@ def require_ray():
     return ray_module
 
 
-def ray(jobs: list, parallel: int, settings: Settings, finished: Callable, address: str | None = None) -> None:
-    """Submit every job as a Ray task; at most `parallel` are in flight (the cluster's resources also limit them)."""
+PROBE_TIMEOUT = 5.0  # seconds a TCP connect to a Ray head may take before the head counts as unreachable
+HEAD_CHECK_SECONDS = 5.0  # how often a sweep waiting on its runs checks that the head still answers
+
+
+def host_port(address: str) -> tuple[str, int] | None:
+    """HOST and PORT of a Ray address `HOST:PORT` or `ray://HOST:PORT`; None for one without a port (`auto`)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    return (host.strip("[]"), int(port)) if host and port.isdigit() else None
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_address(address: str | None) -> None:
+    """One line when nothing answers at `address`: ray.init would retry (and print each retry) for minutes."""
+    target = host_port(address) if address else None
+    if target and not reachable(*target):
+        raise ErbenchError(f"cannot reach a Ray cluster at {address}",
+                           f"start one there with `ray start --head --port {target[1]}`, or check the address with "
+                           f"`ray status --address {address}`")
+
+
+def ray(jobs: list, parallel: int | None, settings: Settings, finished: Callable, address: str | None = None) -> None:
+    """Submit every job as a Ray task: the cluster's free CPUs and GPUs decide how many run at once, and `parallel`,
+    when given, caps the runs in flight. When the head stops answering, the runs in flight and those not yet
+    submitted are reported failed with that reason, instead of waiting on a cluster that is gone."""
     ray_module = require_ray()
     try:
-        ray_module.init(address=address, log_to_driver=False, include_dashboard=False)
+        context = ray_module.init(address=address, log_to_driver=False, include_dashboard=False)
     except Exception as e:
         raise ErbenchError(f"cannot connect to Ray{f' at {address}' if address else ''}: {type(e).__name__}: {e}",
                            "start one with `ray start --head` and pass its address, e.g. --address 127.0.0.1:6379") from None
+    head = context.address_info["gcs_address"]
     try:
         # Workers of a cluster started elsewhere do not share this process's environment: hand them the plugin path.
         plugin_path = {"env_vars": {"ERBENCH_PATH": os.environ["ERBENCH_PATH"]}} if os.environ.get("ERBENCH_PATH") else None
@@ -177,15 +209,26 @@ def ray(jobs: list, parallel: int, settings: Settings, finished: Callable, addre
                                                            max_retries=0, runtime_env=plugin_path)
         pending, waiting = {}, list(jobs)
         while waiting or pending:
-            while waiting and len(pending) < parallel:
+            while waiting and len(pending) < (parallel or len(jobs)):
                 job = waiting.pop(0)
                 pending[remote.remote(job, settings)] = job
-            ready, _ = ray_module.wait(list(pending), num_returns=1)
-            job = pending.pop(ready[0])
             try:
-                outcome = ray_module.get(ready[0])
-            except Exception as e:  # the worker died: record the job failed and go on
-                outcome = Outcome(job.name, "failed", error=f"Ray task failed: {type(e).__name__}: {str(e).splitlines()[0]}")
-            finished(job, outcome)
+                ready, _ = ray_module.wait(list(pending), num_returns=1, timeout=HEAD_CHECK_SECONDS)
+                lost = None if ready or reachable(*host_port(head)) else "stopped answering"
+            except (ray_module.exceptions.RayError, ConnectionError) as e:
+                ready, lost = [], f"failed ({type(e).__name__}: {str(e).splitlines()[0]})"
+            if lost:
+                for when, lost_jobs in (("while this run was in flight", pending.values()), ("before this run started", waiting)):
+                    for job in lost_jobs:
+                        finished(job, Outcome(job.name, "failed", error=f"the Ray head at {head} {lost} {when}; "
+                                                                        "run the sweep again once it is back"))
+                return
+            if ready:
+                job = pending.pop(ready[0])
+                try:
+                    outcome = ray_module.get(ready[0])
+                except Exception as e:  # the worker or its node died: record the job failed and go on
+                    outcome = Outcome(job.name, "failed", error=f"Ray task failed: {type(e).__name__}: {str(e).splitlines()[0]}")
+                finished(job, outcome)
     finally:
         ray_module.shutdown()

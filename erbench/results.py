@@ -7,6 +7,7 @@ import platform
 import subprocess
 import tempfile
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 
 from erbench import __version__, cpu
@@ -14,6 +15,11 @@ from erbench.errors import ErbenchError
 from erbench.trackers import Tracker
 
 RECORD_SCHEMA = "erbench.run/1"
+
+
+def utc_stamp() -> str:
+    """A record's `started` and `finished` time: UTC to the second, in an order that sorts as text."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
 def atomic_write_json(path: Path, data: dict) -> None:

@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -16,7 +15,7 @@ from erbench.errors import ErbenchError
 from erbench.methods.base import frozen_copy, method_knobs
 from erbench.progress import progress_bar, say
 from erbench.registry import load_method_hook, load_task_class
-from erbench.results import RECORD_SCHEMA, RunRecord, check_writable, environment
+from erbench.results import RECORD_SCHEMA, RunRecord, check_writable, environment, utc_stamp
 from erbench.rl.ppo import PPOTrainer, make_optimizer
 from erbench.rl.precision import PrecisionProbe
 from erbench.trackers import open_tracker
@@ -75,7 +74,7 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, r
     config = json.loads(json.dumps(cfg.to_dict()))  # as a record stores it
     check_writable(record_path.parent if record_path else out_dir)  # before any asset is built
     task = make_task(cfg, data_dir, cache_dir)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_stamp()
     if resume:
         path = record_path or unfinished_record(out_dir, config)
     else:
@@ -152,6 +151,7 @@ def run(cfg: RunConfig, out_dir: Path, data_dir: Path | None, cache_dir: Path, r
         record["error"] = f"{type(e).__name__}: {e}"
         raise
     finally:
+        record["finished"] = utc_stamp()  # when this sitting ended, whatever its status
         record["timings"]["total_seconds"] = earlier_seconds + time.perf_counter() - started
         if trainer is not None:
             record["timings"].update({f"{k}_seconds": v for k, v in trainer.seconds.items()})

@@ -133,6 +133,14 @@ def record_failure(path: Path, job: Job, error: str) -> None:
     atomic_write_json(path, record)
 
 
+def prepare_seconds(path: Path) -> float:
+    """How long the run recorded at `path` spent preparing its assets (building them, or waiting for another's build)."""
+    try:
+        return float(json.loads(path.read_text())["timings"]["prepare_seconds"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
 def prepare_assets(jobs: list[Job], data_dir: Path | None, cache_dir: Path, echo) -> None:
     """Build each task configuration's cached assets once, before J runs would race to build them at once.
     A configuration that cannot be prepared is left to its runs, which then fail with the reason on record."""
@@ -151,23 +159,26 @@ def prepare_assets(jobs: list[Job], data_dir: Path | None, cache_dir: Path, echo
             echo(f"warning: cannot prepare the assets of {job.name}: {e}")
 
 
-def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[str], out: Path | None, jobs: int,
-          launcher: str, address: str | None, data_dir: Path | None, cache_dir: Path, checkpoint_every: int,
-          cpus_per_run: float, gpus_per_run: float, report_to: str = "none", echo=print) -> tuple[Path, dict[str, list], float]:
+def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[str], out: Path | None,
+          jobs: int | None, launcher: str, address: str | None, data_dir: Path | None, cache_dir: Path,
+          checkpoint_every: int, cpus_per_run: float, gpus_per_run: float, report_to: str = "none",
+          echo=print) -> tuple[Path, dict[str, list], float, float]:
     """Run every missing run of the grid; returns the records' folder, {done, skipped, failed} lists of run names
-    (failed: (name, error) pairs) and the seconds it took."""
+    (failed: (name, error) pairs), the seconds it took and the seconds of them spent preparing assets. `jobs`: the
+    local launcher's runs at a time (default 1), a cap on the Ray launcher's runs in flight (default none)."""
     from erbench import launchers
     from erbench.progress import progress_bar
 
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise ErbenchError(f"--jobs {jobs}", "give at least 1 job")
     if launcher not in ("local", "ray"):
         raise ErbenchError(f"unknown launcher '{launcher}'", "use --launcher local or --launcher ray")
-    if launcher == "ray":
-        launchers.require_ray()  # before anything is written
     check_tracker(report_to)
     if address and launcher != "ray":
         raise ErbenchError("--address is for the Ray launcher", "add --launcher ray, or drop --address")
+    if launcher == "ray":  # before anything is written
+        launchers.require_ray()
+        launchers.check_address(address)
     grid = load_grid(task, grid_name)
     all_jobs = expand(task, grid, scale, seeds, extra)
     out = out or Path("results") / "sweeps" / f"{task}-{Path(grid_name).stem}-{all_jobs[0].scale}"
@@ -181,8 +192,11 @@ def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[
     echo(f"sweep {task} grid {grid_name}: {len(all_jobs)} runs, {len(summary['skipped'])} already complete, "
          f"{len(todo)} to run with the {launcher} launcher -> {out}")
     check_writable(out)
+    started = time.perf_counter()
     if launcher == "local":
         prepare_assets(todo, data_dir, cache_dir, echo)
+    prepared = time.perf_counter() - started  # then the runs' own: on Ray, the first builds, the others wait for it
+    runs_prepared = [0.0]
     data = data_dir.resolve() if data_dir else None
     settings = launchers.Settings(out.resolve(), data, cache_dir.resolve(), checkpoint_every, cpus_per_run, gpus_per_run,
                                   report_to)
@@ -198,6 +212,7 @@ def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[
                 atomic_write_json(path, outcome.record)
             if outcome.log is not None:
                 path.with_suffix(".log").write_text(outcome.log)
+            runs_prepared.append(prepare_seconds(path))
             if outcome.status == "failed":
                 record_failure(path, job, outcome.error or "failed")
                 summary["failed"].append((job.name, outcome.error))
@@ -205,6 +220,5 @@ def sweep(task: str, grid_name: str, seeds: int, scale: str | None, extra: list[
                 summary["done"].append(job.name)
             advance(info=f"done {len(summary['done'])} failed {len(summary['failed'])}")
 
-        started = time.perf_counter()
-        run_jobs(todo, jobs, settings, finished, address=address)
-    return out, summary, time.perf_counter() - started
+        run_jobs(todo, jobs if launcher == "ray" else jobs or 1, settings, finished, address=address)
+    return out, summary, time.perf_counter() - started, prepared + max(runs_prepared)

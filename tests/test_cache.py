@@ -1,4 +1,5 @@
-"""The prepared-asset cache: concurrent builds leave one intact folder, and a damaged one is a one-line error."""
+"""The prepared-asset cache: concurrent prepares build once and leave one intact folder, and a damaged one is a
+one-line error."""
 
 import multiprocessing
 import time
@@ -22,6 +23,8 @@ class SlowAssets(Task):
     asset_fields = ("size",)
 
     def build_assets(self, folder):
+        with open(self.cache_dir / "builds.log", "a") as builds:
+            builds.write(f"{multiprocessing.current_process().name}\n")
         time.sleep(1.0)
         (folder / "weights.bin").write_bytes(b"w" * self.cfg.size)
         return {"built_by": multiprocessing.current_process().name}
@@ -32,7 +35,8 @@ def prepare_in(cache, start, results):
     results.put(SlowAssets(SlowConfig(), None, cache, torch.device("cpu")).prepare())
 
 
-def test_two_prepares_at_once_both_succeed_and_leave_one_intact_folder(tmp_path):
+def test_two_prepares_at_once_build_once_and_leave_one_intact_folder(tmp_path):
+    """The second waits for the first's build (a lock per asset key) and reuses it, as a sweep's runs on a cold cache do."""
     context = multiprocessing.get_context("fork")
     start, results = context.Barrier(2), context.Queue()
     workers = [context.Process(target=prepare_in, args=(tmp_path, start, results), name=f"p{i}") for i in range(2)]
@@ -42,8 +46,9 @@ def test_two_prepares_at_once_both_succeed_and_leave_one_intact_folder(tmp_path)
     for worker in workers:
         worker.join(timeout=60)
         assert worker.exitcode == 0
-    assert metas[0]["built_by"] == metas[1]["built_by"]  # the second returns the first's assets, not its own
-    [folder] = [p for p in (tmp_path / "slow").iterdir() if p.is_dir()]  # no leftover .tmp- folders
+    assert len((tmp_path / "builds.log").read_text().splitlines()) == 1  # one build, not one each
+    assert metas[0]["built_by"] == metas[1]["built_by"]  # the second returns the first's assets
+    [folder] = list((tmp_path / "slow").iterdir())  # no leftover .tmp- folder, nor the build's lock file
     assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "weights.bin"]
     assert (folder / "weights.bin").read_bytes() == b"w" * 1000
 

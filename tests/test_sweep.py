@@ -4,9 +4,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -120,14 +122,22 @@ def test_every_task_has_a_paper_grid_over_its_methods(task):
     assert methods == paper_rows  # StackLLaMA: the paper's rows, its IMDB controls and the reference reset
 
 
-@pytest.fixture
-def ray_head():
-    """`ray start --head --block` on this machine (2 CPUs); stopping it stops the processes it started, no others."""
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def started_ray_head():
+    """`ray start --head --block` on this machine (2 CPUs) at a free port: its address and process. Stopping its process
+    group stops the processes it started and no others (`ray stop` would stop every Ray instance on the machine)."""
     pytest.importorskip("ray", reason="the Ray launcher needs the [ray] extra; CI installs it")
     ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable))
-    address, temp = f"127.0.0.1:{40000 + os.getpid() % 20000}", f"/tmp/ray-{os.getpid()}"
+    port = free_port()
+    address, temp = f"127.0.0.1:{port}", f"/tmp/ray-{os.getpid()}-{port}"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={address.split(':')[1]}", "--num-cpus=2",
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
                              "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
@@ -135,11 +145,18 @@ def ray_head():
         while subprocess.run([ray_bin, "status", "--address", address], capture_output=True, env=env).returncode != 0:
             assert head.poll() is None and time.time() < deadline, "ray start --head failed"
             time.sleep(1)
-        yield address
+        yield address, head
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=120)
+        if head.poll() is None:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_head():
+    with started_ray_head() as (address, _):
+        yield address
 
 
 def test_ray_launcher_runs_the_grid_on_a_ray_instance(tmp_path, cache_dir, ray_head):
@@ -155,6 +172,63 @@ def test_ray_launcher_runs_the_grid_on_a_ray_instance(tmp_path, cache_dir, ray_h
     assert completed["status"] == "completed" and completed["final"]["test"]["reward"] >= 0
     assert failed["status"] == "failed" and "cuda" in failed["error"].lower()
     assert (out / f"{next(n for n in found if 'default' in n)}.log").exists()  # the worker's output came back too
+
+
+def test_a_ray_sweep_runs_as_many_runs_at_once_as_the_cluster_has_cpus(tmp_path, cache_dir, ray_head):
+    """No --jobs: both runs are submitted at once and the head's 2 CPUs run them together (--cpus-per-run 1)."""
+    grid, out = tmp_path / "grid.toml", tmp_path / "sweep"
+    grid.write_text(GRID)
+    args = sweep_args(grid, out, "--seeds", "1", "--launcher", "ray", "--address", ray_head, "--cpus-per-run", "1")
+    result = erbench(*args, cache_dir=cache_dir)
+    assert result.returncode == 0, result.stderr
+    assert "done 2, skipped 0, failed 0" in result.stdout and " s preparing assets)" in result.stdout
+    first, second = sorted(records(out).values(), key=lambda record: record["started"])
+    assert first["status"] == second["status"] == "completed"
+    assert second["started"] < first["finished"], (first["started"], first["finished"], second["started"], second["finished"])
+
+    again = erbench(*args, cache_dir=cache_dir)
+    assert again.returncode == 0 and "done 0, skipped 2, failed 0" in again.stdout, again.stdout
+
+
+def test_an_unreachable_ray_address_is_one_line_within_seconds(tmp_path):
+    """Nothing listens at the port: one line naming the mend, long before ray.init's minutes of retries, nothing written."""
+    pytest.importorskip("ray", reason="the Ray launcher needs the [ray] extra; CI installs it")
+    address, out = f"127.0.0.1:{free_port()}", tmp_path / "out"
+    started = time.perf_counter()
+    result = erbench("sweep", "imdb", "--grid", "paper", "--seeds", "1", "--launcher", "ray", "--address", address,
+                     "--out", str(out), cache_dir=tmp_path / "cache", timeout=30)
+    assert time.perf_counter() - started < 30
+    assert_one_line_error(result, f"cannot reach a Ray cluster at {address}")
+    assert "ray start --head" in result.stderr and "ray status" in result.stderr and not result.stdout
+    assert not out.exists()
+
+
+def test_a_ray_head_that_goes_away_mid_sweep_fails_the_runs_in_flight(tmp_path, cache_dir):
+    """The head dies (its processes killed, as `ray stop --force` does) while a long run is in flight: the sweep ends
+    within a bounded time, the run that came back before stays complete and the one in flight is recorded failed."""
+    grid, out = tmp_path / "grid.toml", tmp_path / "sweep"
+    grid.write_text('methods = ["ppo"]\nsettings = [{ "train.iterations" = 4 }, { "train.iterations" = 400 }]\n')
+    fast = [item for item in FAST if not item.startswith("train.iterations=")]  # a sweep's --set overrides the grid's
+    env = {**os.environ, "ERBENCH_QUIET": "1", "ERBENCH_CACHE": str(cache_dir)}
+    with started_ray_head() as (address, head):
+        sweep = subprocess.Popen([sys.executable, "-m", "erbench.cli", "sweep", "imdb", "--grid", str(grid), "--seeds", "1",
+                                  "--scale", "tiny", "--out", str(out), "--data-dir", str(DATA_DIR), *sets(*fast),
+                                  "--launcher", "ray", "--address", address],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while not records(out):  # the short run came back; the long one is in flight
+            assert sweep.poll() is None and time.time() < deadline, sweep.communicate()
+            time.sleep(0.5)
+        os.killpg(head.pid, signal.SIGKILL)
+        stopped = time.time()
+        stdout, stderr = sweep.communicate(timeout=120)
+    assert time.time() - stopped < 60 and sweep.returncode == 1, stderr
+    assert "done 1, skipped 0, failed 1" in stdout
+    found = records(out)
+    [completed] = [r for name, r in found.items() if "iterations4-" in name]
+    [failed] = [r for name, r in found.items() if "iterations400-" in name]
+    assert completed["status"] == "completed"
+    assert failed["status"] == "failed" and "Ray" in failed["error"], failed["error"]
 
 
 @pytest.mark.parametrize("module, args, message", [

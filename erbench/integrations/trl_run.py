@@ -11,13 +11,12 @@ resets need erbench's PPO.
 import os
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from erbench.config import RunConfig
 from erbench.errors import ErbenchError
 from erbench.rl.precision import TRAINING_ARGUMENTS, PrecisionProbe
-from erbench.results import RECORD_SCHEMA, RunRecord, check_writable, environment
+from erbench.results import RECORD_SCHEMA, RunRecord, check_writable, environment, utc_stamp
 
 ALGOS = ("rloo", "grpo")
 
@@ -137,7 +136,7 @@ def run_trl(cfg: RunConfig, algo: str, out_dir: Path, data_dir: Path | None, cac
     main_process = PartialState().is_main_process
     check_writable(record_path.parent if record_path else out_dir)
     task = make_task(cfg, data_dir, cache_dir)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_stamp()
     method = f"{algo}-{cfg.method}"
     path = record_path or out_dir / f"{cfg.task}-{method}-{cfg.scale}-seed{cfg.seed}-{stamp}.json"
     train = cfg.train
@@ -193,6 +192,7 @@ def run_trl(cfg: RunConfig, algo: str, out_dir: Path, data_dir: Path | None, cac
         record["error"] = f"{type(e).__name__}: {e}"
         raise
     finally:
+        record["finished"] = utc_stamp()
         record["timings"]["total_seconds"] = time.perf_counter() - started
         if path.exists():
             log.write()

@@ -3,6 +3,7 @@
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -16,6 +17,29 @@ from erbench import cpu
 from erbench.errors import ErbenchError
 from erbench.progress import say
 from erbench.rl.policy import Critic
+
+
+@contextmanager
+def key_lock(path: Path, waiting: str):
+    """An exclusive flock of the file `path`, which the holder removes as it releases it (a failed build leaves no
+    file behind); a waiter that then holds a removed file's lock takes the lock of the current file instead."""
+    while True:
+        with open(path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                say(waiting)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if os.fstat(lock.fileno()).st_ino != os.stat(path).st_ino:
+                    continue
+            except FileNotFoundError:
+                continue
+            try:
+                yield
+            finally:
+                path.unlink()
+            return
 
 
 class Task:
@@ -35,29 +59,29 @@ class Task:
         return hashlib.sha256(json.dumps(self.asset_config(), sort_keys=True).encode()).hexdigest()[:12]
 
     def prepare(self, force: bool = False) -> dict:
-        """The prepared assets' meta, building them first when missing, corrupt or forced. `build_assets(folder)`
-        fills a temporary folder of this process's own that is renamed into `self.asset_dir` only once complete;
-        when another process (a second terminal, a Ray worker) finished the same assets first, its folder is kept."""
+        """The prepared assets' meta, building them first when missing, corrupt or forced. The build holds a lock of
+        the asset key for its whole length, so processes needing the same assets on one machine (a sweep's runs on a
+        cold cache) build them once: the others wait and reuse them. `build_assets(folder)` fills a temporary folder
+        that is renamed into `self.asset_dir` only once complete, so a killed build never leaves a partial one."""
         meta = None if force else self.prepared_meta()
         if meta is not None:
             return meta
         self.asset_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.asset_dir.parent, prefix=f"{self.asset_dir.name}.tmp-"))
-        try:
-            start = time.perf_counter()
-            meta = {"config": self.asset_config(), **self.build_assets(tmp)}
-            meta["prepare_seconds"] = time.perf_counter() - start
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            # Commit under a lock, so a check and the rename are never interleaved with another process's.
-            with open(self.asset_dir.parent / f".{self.asset_dir.name}.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                if not force and self.prepared_meta(quiet=True) is not None:
-                    return self.prepared_meta()  # another process finished first: one intact folder, theirs
+        with key_lock(self.asset_dir.parent / f".{self.asset_dir.name}.lock", f"waiting for another process building {self.asset_dir}"):
+            meta = None if force else self.prepared_meta(quiet=True)
+            if meta is not None:
+                return meta  # built by the process this one waited for
+            tmp = Path(tempfile.mkdtemp(dir=self.asset_dir.parent, prefix=f"{self.asset_dir.name}.tmp-"))
+            try:
+                start = time.perf_counter()
+                meta = {"config": self.asset_config(), **self.build_assets(tmp)}
+                meta["prepare_seconds"] = time.perf_counter() - start
+                (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
                 shutil.rmtree(self.asset_dir, ignore_errors=True)  # forced, or a corrupt folder: never a complete one
                 tmp.rename(self.asset_dir)
-            return meta
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+                return meta
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def prepared_meta(self, quiet: bool = False) -> dict | None:
         """The meta of complete prepared assets, or None (missing, or a corrupt meta.json: rebuilt)."""
