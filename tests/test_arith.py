@@ -133,3 +133,15 @@ def test_arith_prepares_trains_with_ppo_and_grpo_and_plots_pass_at_k(tmp_path):
     plotted = erbench("plot", "--pass-at-k", "--results", str(runs), cache_dir=cache)
     assert plotted.returncode == 0, plotted.stderr
     assert (runs / "pass-at-k-arith-tiny.png").stat().st_size > 10_000
+
+
+def test_the_tiny_description_names_the_recipes_layer_count():
+    """`erbench list` shows the scale's description: it must say the LM the recipe builds (it once said 4 layers of a
+    2-layer recipe)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    recipe = tomllib.loads((Path(__file__).parents[1] / "tasks" / "arith.toml").read_text())["scales"]["tiny"]
+    layers = re.findall(r"(\d+)-layer", recipe["description"])
+    assert layers == [str(recipe["task"]["lm_layers"])]
