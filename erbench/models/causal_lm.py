@@ -21,6 +21,19 @@ def token_stream(tokenizer, texts: list[str], eot_id: int, limit: int) -> torch.
     return torch.tensor(ids[:limit], dtype=torch.long)
 
 
+def load_scratch_lm(folder):
+    """The tokenizer (tokenizer.json) and LM (lm/) that `prepare` trained from scratch into an asset folder. A missing or
+    damaged tokenizer is an OSError naming the file (tokenizers raises a bare Exception), as from_pretrained's are."""
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    try:
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception as e:
+        raise OSError(f"{folder / 'tokenizer.json'}: {e}") from None
+    return tokenizer, AutoModelForCausalLM.from_pretrained(folder / "lm")
+
+
 def fused_gelu(model: nn.Module) -> nn.Module:
     """GPT-2's tanh GELU (`gelu_new`) as one fused kernel: transformers writes the same formula as five elementwise
     ops, twice as slow forward and backward on a CPU; the values agree to float rounding (2e-7)."""

@@ -306,18 +306,15 @@ class ArithTask(Task):
     # --- load -------------------------------------------------------------------------------------
 
     def load_policy(self) -> torch.nn.Module:
-        from tokenizers import Tokenizer
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from erbench.models.causal_lm import load_scratch_lm
 
         cfg = self.cfg
         quiet_model_loading()
         with self.loading_assets("the arith LM", also=", or check the hub id and your network for the small and paper scales"):
             if cfg.policy == "scratch":
-                try:
-                    self.tokenizer = Tokenizer.from_file(str(self.asset_dir / "tokenizer.json"))
-                except Exception as e:  # tokenizers raises a bare Exception for a missing or damaged file
-                    raise OSError(f"{self.asset_dir / 'tokenizer.json'}: {e}") from None
-                model = AutoModelForCausalLM.from_pretrained(self.asset_dir / "lm")
+                self.tokenizer, model = load_scratch_lm(self.asset_dir)
                 self.eot_id = self.pad_id = 0
                 self.chat = None
             else:

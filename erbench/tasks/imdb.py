@@ -32,7 +32,7 @@ from erbench.downloads import find_or_download
 from erbench.errors import ErbenchError
 from erbench.metrics.diversity import distinct_n
 from erbench.metrics.perplexity import perplexity
-from erbench.models.causal_lm import fused_gelu, pretrain_causal_lm, token_stream
+from erbench.models.causal_lm import fused_gelu, load_scratch_lm, pretrain_causal_lm, token_stream
 from erbench.models.text_classifier import load_classifier, save_classifier, sentiment_classifier
 from erbench.progress import quiet_model_loading, say
 from erbench.rl.kl import exact_kl
@@ -297,18 +297,13 @@ class ImdbTask(Task):
 
     def load_policy(self) -> torch.nn.Module:
         """Load the initial policy and everything the task needs to serve it; returns the LM on the device."""
-        from tokenizers import Tokenizer
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         cfg = self.cfg
         quiet_model_loading()
         with self.loading_assets("IMDB models", also=", or check the hub id and your network for the paper scale"):
             if cfg.policy == "scratch":
-                try:
-                    self.tokenizer = Tokenizer.from_file(str(self.asset_dir / "tokenizer.json"))
-                except Exception as e:  # tokenizers raises a bare Exception for a missing or damaged file
-                    raise OSError(f"{self.asset_dir / 'tokenizer.json'}: {e}") from None
-                model = AutoModelForCausalLM.from_pretrained(self.asset_dir / "lm")
+                self.tokenizer, model = load_scratch_lm(self.asset_dir)
             else:
                 self.tokenizer = AutoTokenizer.from_pretrained(cfg.policy).backend_tokenizer
                 model = AutoModelForCausalLM.from_pretrained(cfg.policy)
