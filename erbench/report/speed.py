@@ -37,21 +37,23 @@ def side_by_side_rows(bench_dir: Path) -> list[str]:
     return rows
 
 
-def ppo_vs_rloo_line(bench_dir: Path) -> str:
+def ppo_vs_rloo_lines(bench_dir: Path) -> list[str]:
+    """The PPO-against-RLOO sentence and, when the record has its profile, where each trainer spends an iteration."""
     path = bench_dir / "ppo-vs-rloo-tiny-cpu.json"
     if not path.exists():
-        return "erbench's PPO against TRL's RLOO: not measured yet (`python benchmarks/ppo_vs_rloo.py`)."
-    results = load(path)["results"]
+        return ["erbench's PPO against TRL's RLOO: not measured yet (`python benchmarks/ppo_vs_rloo.py`)."]
+    record = load(path)
+    results = record["results"]
     ppo, rloo = results["erbench_ppo"], results["trl_rloo_matched_updates"]
     line = (f"erbench's PPO against TRL's RLOO on tiny IMDB, the same rollout, {ppo['optimizer_steps_per_iteration']} "
-            f"optimizer steps and fp32 both (`python benchmarks/ppo_vs_rloo.py`, {load(path)['device']}): "
+            f"optimizer steps and fp32 both (`python benchmarks/ppo_vs_rloo.py`, {record['device']}): "
             f"{ppo['cpu_seconds_per_iteration']:.2f} s against {rloo['cpu_seconds_per_iteration']:.2f} s of CPU time per "
             f"iteration, **{ppo['cpu_seconds_per_iteration'] / rloo['cpu_seconds_per_iteration']:.2f}** "
             f"(wall {ppo['seconds_per_iteration'] / rloo['seconds_per_iteration']:.2f})")
     trl_precision = results.get("trl_rloo_matched_updates_trl_precision")
     if trl_precision:
         line += f"; RLOO at TRL's own precision defaults (bf16 autocast, gradient checkpointing) {trl_precision['cpu_seconds_per_iteration']:.2f} s"
-    return line + "."
+    return [line + ".", *profile_rows(record.get("profile_fractions", {}))]
 
 
 PROFILE_COLUMNS = ("generation", "log-probabilities", "training forward + loss", "backward", "optimizer", "reward",
@@ -59,10 +61,8 @@ PROFILE_COLUMNS = ("generation", "log-probabilities", "training forward + loss",
 TRAINERS = {"erbench_ppo": "erbench PPO", "trl_rloo_matched_updates": "TRL RLOO, matched"}
 
 
-def profile_rows(bench_dir: Path) -> list[str]:
+def profile_rows(profiles: dict) -> list[str]:
     """Where each trainer spends an iteration (benchmarks/ppo_vs_rloo.py's profile), as a table."""
-    path = bench_dir / "ppo-vs-rloo-tiny-cpu.json"
-    profiles = load(path).get("profile_fractions", {}) if path.exists() else {}
     if not profiles:
         return []
     return ["", "| trainer | " + " | ".join(PROFILE_COLUMNS) + " |", "|---" * (len(PROFILE_COLUMNS) + 1) + "|",
@@ -74,4 +74,4 @@ def block(bench_dir: Path) -> str:
     rows = side_by_side_rows(bench_dir)
     table = ["| task | what | before, s wall (CPU) | now, s wall (CPU) | now / before, wall (CPU) | runs | machine |",
              "|---|---|---|---|---|---|---|", *rows] if rows else ["No side-by-side benchmark record yet."]
-    return "\n".join([*table, "", ppo_vs_rloo_line(bench_dir), *profile_rows(bench_dir)])
+    return "\n".join([*table, "", *ppo_vs_rloo_lines(bench_dir)])
