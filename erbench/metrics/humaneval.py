@@ -25,7 +25,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from erbench.errors import ErbenchError
-from erbench.metrics.pass_at_k import pass_at_k  # noqa: F401 (humaneval's pass@k; also erbench.metrics.pass_at_k)
+from erbench.metrics.pass_at_k import pass_at_k
 from erbench.progress import progress_bar
 
 ALLOW_ENV = "ERBENCH_ALLOW_CODE_EXECUTION"
