@@ -287,6 +287,24 @@ def test_the_committed_claims_load():
     assert levels["imdb"]["tiny"] == {"perplexity": 320.0, "kl_to_init": 5.0}
 
 
+
+@pytest.mark.parametrize("task", ["imdb", "translation", "stackllama", "arith"])
+def test_each_claims_grid_runs_every_tiny_claim_to_its_registered_seeds(task):
+    """`erbench sweep TASK --grid claims --seeds 20` must give every side of every tiny claim its registered count."""
+    from erbench.registry import registry
+    from erbench.report.claims import select
+    from erbench.runner import resolve_run
+    from erbench.sweep import expand
+
+    jobs = expand(task, registry().task(task).recipe["grids"]["claims"], None, 20, [])
+    records = [resolve_run(task, job.method, job.scale, job.seed, list(job.sets)).to_dict() for job in jobs]
+    claims, _ = load_claims(REPO / "results" / "claims.toml")
+    for claim in (c for c in claims if c.task == task and (not c.scales or "tiny" in c.scales)):
+        for side in (claim.method, *claim.baselines):
+            runs = select(records, side, task, "tiny", claim.id)
+            assert len(runs) >= claim.seeds, f"{claim.id}: {side.label()} gets {len(runs)} of {claim.seeds} registered seeds"
+
+
 # --- the committed report and the README's Findings ---
 
 CLAIMS_TOML = """

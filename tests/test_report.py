@@ -164,6 +164,17 @@ def test_plots_show_methods_at_their_recipe_settings_and_the_swept_settings_apar
     plt.close("all")
 
 
+def test_pareto_without_a_run_at_the_recipe_settings_says_so_and_draws_the_ablations(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for s in range(2):  # ppo only at beta0 0.1: no run at the recipe's 0.001
+        (folder / f"ppo-{s}.json").write_text(json.dumps(record("ppo", s, 0.7, 110.0, 2.0, kl_coef=0.1)))
+    out = erbench_in_process("plot", "--pareto", "--results", str(folder), cache_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "no runs of imdb at scale tiny at the recipe's settings" in out.stdout
+    assert not (folder / "pareto-imdb-tiny.png").exists() and (folder / "ablations-imdb-tiny.png").exists()
+
+
 def test_curves_put_the_gold_reward_beside_the_proxy(results, tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
