@@ -337,7 +337,9 @@ def plot(
                 continue
             suffix = ("" if x is None else f"-{drift}") + ("-sqrt" if sqrt_x else "")
             target = out or results / f"pareto-{name}-{scale}{suffix}.png"
-            typer.echo(f"wrote {plots.pareto(runs, name, scale, drift, y, target, interpolations, sqrt_x)}")
+            figure = plots.pareto(runs, name, scale, drift, y, target, interpolations, sqrt_x)
+            typer.echo(f"wrote {figure}" if figure else f"no runs of {name} at scale {scale} at the recipe's settings "
+                       "for the Pareto plot (the ablations plot draws the others)")
             ablations = None if out else plots.ablations(runs, name, scale, drift, y, results / f"ablations-{name}-{scale}{suffix}.png", sqrt_x)
             if ablations is not None:
                 typer.echo(f"wrote {ablations}")

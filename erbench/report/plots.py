@@ -56,15 +56,17 @@ def drift_axis(ax, x: str, direction: str, sqrt_x: bool) -> None:
 
 
 def pareto(runs: pd.DataFrame, task: str, scale: str, x: str, y: str, out: Path,
-           interpolations: pd.DataFrame | None = None, sqrt_x: bool = False) -> Path:
+           interpolations: pd.DataFrame | None = None, sqrt_x: bool = False) -> Path | None:
     """The paper's figure: one point per method at its recipe settings, seed mean ± s.e. in both directions, each
     seed faintly behind it, the initial model as a star, and weight-interpolation curves (dashed) where
-    `erbench interpolate` stored them. Other settings are drawn by `ablations`."""
+    `erbench interpolate` stored them. Other settings are drawn by `ablations`. None without a run at the recipe's settings."""
     here = runs[(runs["task"] == task) & (runs["scale"] == scale)]
+    default = here[here["default"]]
+    if default.empty:
+        return None
     direction = drift_metrics(task).get(x, "lower")
     fig, ax = plt.subplots(figsize=(4.6, 3.2), layout="constrained")
     palette = colours(here["method"])
-    default = here[here["default"]]
     ax.scatter(default[x], default[y], color=[palette[m] for m in default["method"]], s=9, alpha=0.3, zorder=2, linewidths=0)
     means = setting_means(default, [x, y])
     for _, row in means.sort_values("method", key=lambda m: m.map(order_key)).iterrows():
