@@ -184,3 +184,20 @@ def test_arith_paper_scale_runs_gsm8k_offline_on_stand_ins(gsm8k_stand_ins, tmp_
     samples = [json.loads(line) for line in record.with_name("run.samples.jsonl").read_text().splitlines()]
     assert samples and all("Tom has" in s["prompt"] and s["prompt"].endswith("<|im_start|>assistant\n") for s in samples)  # chat template
     assert {s["answer"] for s in samples if s["split"] == "test"} <= {2 * i + 2 for i in range(8)}  # GSM8K's "#### N", commas dropped
+
+
+def test_arith_hub_prompts_reach_trl_with_their_chat_template_tokens(gsm8k_stand_ins, tmp_path):
+    from erbench.integrations.trl_run import build_trainer
+    from erbench.runner import make_task, resolve_run
+
+    hub = gsm8k_stand_ins
+    cfg = resolve_run("arith", "ppo", "paper", 0, [f"task.policy={hub / 'qwen'}", f"task.data={hub / 'gsm8k'}", "task.eval_problems=4",
+                                                   "task.test_problems=4", "task.probe_problems=2", "train.rollout_prompts=4",
+                                                   "train.num_minibatches=2"])
+    task = make_task(cfg, None, tmp_path / "cache")
+    policy = task.load_policy()
+    prompts = task.decode_prompts(*task.prompts["train"])
+    assert prompts and set(prompts) <= {p.prompt for p in task.problems["train"]}  # the text the hub model was prompted with
+    assert all(p.startswith("<|im_start|>user\n") and p.endswith("<|im_start|>assistant\n") for p in prompts)
+    trainer, _ = build_trainer(cfg, "grpo", task, policy, tmp_path / "trl", [])
+    assert trainer.train_dataset["prompt"] == prompts

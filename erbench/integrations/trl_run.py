@@ -92,8 +92,7 @@ def build_trainer(cfg: RunConfig, algo: str, task, policy, workdir: Path, callba
     policy.save_pretrained(workdir / "policy")
     tokenizer.save_pretrained(workdir / "policy")
     model = AutoModelForCausalLM.from_pretrained(workdir / "policy")
-    ids, mask = task.prompts["train"]
-    dataset = Dataset.from_dict({"prompt": [task.tokenizer.decode(row[m.bool()].tolist()) for row, m in zip(ids, mask)]})
+    dataset = Dataset.from_dict({"prompt": task.decode_prompts(*task.prompts["train"])})
 
     def reward(prompts, completions, **kwargs) -> list[float]:
         return [float(s) for s in task.reward([p + c for p, c in zip(prompts, completions)])]
