@@ -61,7 +61,7 @@ def main() -> None:
                for v in VARIANTS}
     summary["compiled_over_eager_cpu"] = round(best["compiled"]["cpu_seconds"] / best["eager"]["cpu_seconds"], 2)
     summary["compiled_over_eager_steady_rate"] = round(best["compiled"]["steady_tokens_per_second"] / best["eager"]["steady_tokens_per_second"], 2)
-    atomic_write_json(OUT, {"benchmark": "compile_cpu", "command": " ".join(["python", "benchmarks/compile_cpu.py", *sys.argv[1:]]),
+    atomic_write_json(OUT, {"schema": "erbench.benchmark/1", "benchmark": "compile_cpu", "command": " ".join(["python", "benchmarks/compile_cpu.py", *sys.argv[1:]]),
                             "device": cpu_model(), "environment": environment(), "runs": runs, "summary": summary})
     print(json.dumps(summary), f"-> {OUT}")
 
