@@ -78,7 +78,7 @@ def pareto(runs: pd.DataFrame, task: str, scale: str, x: str, y: str, out: Path,
         for (method, path, curve), line in lines.groupby(["method", "path", "curve"]):
             ax.plot(line[x], line[y], linestyle="--" if curve == "policy" else ":", marker=".", markersize=3,
                     color=palette[method], linewidth=0.9, zorder=3, label=f"{method} θ(α)" + (" EMA" if curve == "ema" else ""))
-    ax.scatter([here[f"initial_{x}"].mean()], [here[f"initial_{y}"].mean()], marker="*", s=110, color="black", zorder=5,
+    ax.scatter([default[f"initial_{x}"].mean()], [default[f"initial_{y}"].mean()], marker="*", s=110, color="black", zorder=5,
                label="initial model")
     ax.set_title(f"{task}, scale {scale}: recipe settings, mean ± s.e. over seeds")
     drift_axis(ax, x, direction, sqrt_x)
