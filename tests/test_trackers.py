@@ -6,6 +6,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,8 @@ def wandb_records(path: Path):
             pos += 32768 - pos % 32768
             continue
         _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+        if pos + 7 + length > len(raw):
+            return  # a chunk still being written
         chunk, pos = raw[pos + 7:pos + 7 + length], pos + 7 + length
         record = chunk if kind in (1, 2) else record + chunk
         if kind in (1, 4):
@@ -127,6 +130,10 @@ def test_wandb_offline_by_default(tmp_path, monkeypatch):
     feed(open_tracker("wandb", tmp_path / "logs", "imdb-elastic-reset-seed0", "imdb-elastic-reset", CONFIG))
     [run_dir] = (tmp_path / "logs" / "wandb").glob("offline-run-*")
     [log] = run_dir.glob("run-*.wandb")
+    # wandb-core writes the log in its own process: finish() can return before the last records reach the disk
+    deadline = time.monotonic() + 60
+    while not any(r.HasField("exit") for r in wandb_records(log)) and time.monotonic() < deadline:
+        time.sleep(0.5)
     rows, run = {}, None
     for record in wandb_records(log):
         if record.HasField("run"):

@@ -54,7 +54,7 @@ def test_parts_a_b_c_are_disjoint_and_cover_train():
 
 def test_pretraining_and_game_text_come_from_their_own_parts(translation_cache):
     task, _ = build(translation_cache, "ppo")
-    train, parts = task.split("train"), split_parts(10000, 10000)
+    train, parts = task.split("train"), split_parts(task.cfg.part_a, task.cfg.part_b)
     text = task.pretraining_text()
     assert text["fr-en"][0] == [train["fr"][i] for i in parts["a"][:300]]
     assert text["en-de"][1] == [train["de"][i] for i in parts["b"][:300]]

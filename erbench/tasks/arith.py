@@ -386,11 +386,6 @@ class ArithTask(Task):
         response_mask = (torch.arange(response.shape[1]) < lengths[:, None]).float().to(response.device)
         return Rollout(prompt_ids, prompt_mask, response, response_mask)
 
-    def decode_prompts(self, ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
-        """The prompts' text with their special tokens (a hub chat template's <|im_start|> ...): TRL re-tokenizes it."""
-        return self.tokenizer.decode_batch([row[m.bool()].tolist() for row, m in zip(ids.cpu(), mask.cpu())],
-                                           skip_special_tokens=False)
-
     def texts(self, rollout: Rollout) -> tuple[list[str], list[str]]:
         """Prompts and responses (up to their answer lines; the end-of-text token is never part of one)."""
         responses = [row[m.bool()].tolist() for row, m in zip(rollout.response_ids.cpu(), rollout.response_mask.cpu())]

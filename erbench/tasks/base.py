@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from erbench import cpu
@@ -111,6 +112,12 @@ class Task:
     def build_assets(self, folder: Path) -> dict:
         """Write the task's models into `folder`; returns what to record about them."""
         return {}
+
+    def decode_prompts(self, ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        """Causal-LM tasks (a `tokenizers.Tokenizer` as `self.tokenizer`): the prompts' text with their special tokens
+        (a hub chat template's <|im_start|> ...), as TRL's trainers re-tokenize it."""
+        return self.tokenizer.decode_batch([row[m.bool()].tolist() for row, m in zip(ids.cpu(), mask.cpu())],
+                                           skip_special_tokens=False)
 
     def make_critic(self, policy: nn.Module) -> nn.Module:
         """The value model; by default a causal LM's transformer with a scalar head."""
