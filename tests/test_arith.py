@@ -49,6 +49,9 @@ def test_the_same_seed_generates_the_same_problems_and_splits_are_disjoint():
     assert first == second
     other = generate_splits(ArithConfig(train_problems=3000, eval_problems=16, test_problems=16, probe_problems=16, problem_seed=1))
     assert [p.prompt for p in other.val] != [p.prompt for p in first.val]
+    bigger = generate_splits(ArithConfig(train_problems=3000, eval_problems=64, test_problems=32, probe_problems=8))
+    assert bigger.train == first.train  # held-out sizes are evaluation fields: the pretraining text stays
+    assert not {p.prompt for p in bigger.train} & {p.prompt for p in bigger.val + bigger.test + bigger.probe_val}
     prompts = {name: [p.prompt for p in getattr(first, name)] for name in ("train", "val", "test", "probe_val", "probe_test")}
     assert sum(map(len, prompts.values())) == len(set().union(*prompts.values()))  # no problem in two splits, none twice
     assert {p.op for p in first.val + first.test} == {"add", "mul", "chain"}  # the RL operations only

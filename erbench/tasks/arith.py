@@ -177,12 +177,13 @@ class ProblemSplits:
 
 
 def generate_splits(cfg: ArithConfig) -> ProblemSplits:
-    """Distinct problems from `problem_seed`: held-out val, test and probe sets first (equal shares of the operations),
-    then the train problems, none of which repeats a held-out expression."""
-    rng = np.random.default_rng(cfg.problem_seed)
+    """Distinct problems from `problem_seed`: the train problems first, from a stream of their own, so the held-out
+    sizes (evaluation fields: changing them must not change the pretraining text) leave them as they are; then val,
+    test and probe sets (equal shares of the operations), none of which repeats a train expression."""
+    train_rng, held_out_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.problem_seed).spawn(2))
     seen: set[str] = set()
 
-    def draw(ops: tuple[str, ...], n: int) -> list[Problem]:
+    def draw(ops: tuple[str, ...], n: int, rng: np.random.Generator) -> list[Problem]:
         problems, tries = [], 0
         while len(problems) < n:
             problem = generate_problem(ops[len(problems) % len(ops)], rng, cfg)
@@ -195,11 +196,12 @@ def generate_splits(cfg: ArithConfig) -> ProblemSplits:
                                    "raise task.max_digits or lower task.train_problems")
         return problems
 
+    train = draw(cfg.ops, cfg.train_problems, train_rng)
     probe = (cfg.holdout,) if cfg.holdout else ()
-    val, test = draw(cfg.rl_ops, cfg.eval_problems), draw(cfg.rl_ops, cfg.test_problems)
-    probe_val = draw(probe, cfg.probe_problems) if probe else []
-    probe_test = draw(probe, cfg.probe_problems) if probe else []
-    return ProblemSplits(draw(cfg.ops, cfg.train_problems), val, test, probe_val, probe_test)
+    val, test = draw(cfg.rl_ops, cfg.eval_problems, held_out_rng), draw(cfg.rl_ops, cfg.test_problems, held_out_rng)
+    probe_val = draw(probe, cfg.probe_problems, held_out_rng) if probe else []
+    probe_test = draw(probe, cfg.probe_problems, held_out_rng) if probe else []
+    return ProblemSplits(train, val, test, probe_val, probe_test)
 
 
 def gsm8k_answer(text: str) -> int:
@@ -279,6 +281,7 @@ class ArithTask(Task):
     config_class = ArithConfig
     name = "arith"
     asset_fields = ASSET_FIELDS
+    asset_revision = 1  # 1: the train problems (the pretraining text) no longer depend on the held-out sizes
 
     def build_assets(self, tmp: Path) -> dict:
         cfg = self.cfg

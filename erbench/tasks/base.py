@@ -46,6 +46,7 @@ def key_lock(path: Path, waiting: str):
 class Task:
     name: str  # the registry name; the cache folder of its assets
     asset_fields: tuple[str, ...] = ()  # config fields that shape the prepared assets (their cache key)
+    asset_revision = 0  # raised when the code that builds the assets changes them: caches of the old build go unused
 
     def __init__(self, cfg, data_dir: Path | None, cache_dir: Path, device, seed: int = 0):
         self.cfg, self.data_dir, self.cache_dir, self.device, self.seed = cfg, data_dir, cache_dir, device, seed
@@ -57,7 +58,8 @@ class Task:
 
     def asset_key(self) -> str:
         """A hash of the fields that shape the assets: changing one of them rebuilds, changing others does not."""
-        return hashlib.sha256(json.dumps(self.asset_config(), sort_keys=True).encode()).hexdigest()[:12]
+        keyed = self.asset_config() | ({"revision": self.asset_revision} if self.asset_revision else {})
+        return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
 
     def prepare(self, force: bool = False) -> dict:
         """The prepared assets' meta, building them first when missing, corrupt or forced. The build holds a lock of
