@@ -109,9 +109,9 @@ def test_report_markdown_has_published_rows_claims_and_reward_at_the_levels(resu
     # Perplexity 120-122 is within 320: the final rewards. KL 5, 6, 7 against 5: 0.80, then the crossings at 5.
     at_kl = np.mean([0.80, 0.5 + 0.31 * 5 / 6, 0.5 + 0.32 * 5 / 7])
     assert elastic.split(" | ")[-4:-2] == ["0.8100 ± 0.0058", f"{at_kl:.4f} ± {np.std([0.80, 0.5 + 0.31 * 5 / 6, 0.5 + 0.32 * 5 / 7], ddof=1) / 3 ** 0.5:.4f}"]
-    # reset has 2 seeds (3 needed, 5 registered): the numbers are shown, the verdict is NOT ENOUGH DATA.
+    # reset has 2 seeds (3 needed, 10 registered): the numbers are shown, the verdict is NOT ENOUGH DATA.
     [row] = [line for line in out.stdout.splitlines() if "`imdb-elastic-vs-reset-to-init`" in line]
-    assert row.startswith("| imdb | tiny | ") and ("need 3 seeds, 5 registered) | **NOT ENOUGH DATA** (2 of 5 registered seeds) | "
+    assert row.startswith("| imdb | tiny | ") and ("need 3 seeds, 10 registered) | **NOT ENOUGH DATA** (2 of 10 registered seeds) | "
                                                    "reset | +0.210 [+0.200, +0.220] | 1.00 | 3 vs 2 | – |") in row
 
 

@@ -268,8 +268,10 @@ def test_a_sweep_stopped_by_sigterm_stops_its_runs_resumable(tmp_path, cache_dir
 
 
 # At --seeds 20, the registered counts: IMDB's elastic and reset-ema 20, ppo at beta0 0.1 and 1.0 20, the three
-# decays 10, the other six settings 5; translation's six sides 12 and ppo-nokl 5; StackLLaMA's two 20.
-@pytest.mark.parametrize("task, runs", [("imdb", 2 * 20 + 2 * 20 + 3 * 10 + 6 * 5), ("translation", 6 * 12 + 5), ("stackllama", 2 * 20)])
+# decays and the abstract's five other baselines 10, the critic reset 5; translation's six sides 12 and ppo-nokl 5;
+# StackLLaMA's two 20; arith's elastic-claim sides 10 and ppo 5.
+@pytest.mark.parametrize("task, runs", [("imdb", 2 * 20 + 2 * 20 + 3 * 10 + 5 * 10 + 5), ("translation", 6 * 12 + 5),
+                                        ("stackllama", 2 * 20), ("arith", 4 * 10 + 5)])
 def test_a_claims_grid_writes_the_paper_grids_records(task, runs):
     """Run first, skipped later: each run of `claims` has the name the paper grid gives the same configuration."""
     from erbench.sweep import expand, load_grid
