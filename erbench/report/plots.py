@@ -97,7 +97,7 @@ def ablations(runs: pd.DataFrame, task: str, scale: str, x: str, y: str, out: Pa
         return None
     rows = []
     for method in varied:
-        means = setting_means(here[here["method"] == method], [x, y]).merge(
+        means = setting_means(here[here["method"] == method], [x, y, f"initial_{x}", f"initial_{y}"]).merge(
             here[["method", "setting", "default"]].drop_duplicates(), on=["method", "setting"])
         rows += [row for _, row in means.sort_values(["default", "setting"], ascending=[False, True]).iterrows()]
     palette = colours(here["method"])
@@ -107,13 +107,14 @@ def ablations(runs: pd.DataFrame, task: str, scale: str, x: str, y: str, out: Pa
         for position, row in zip(positions, rows):
             ax.errorbar(row[metric], position, xerr=np.nan_to_num(row[f"{metric}_se"]), fmt="o" if row["default"] else "s",
                         color=palette[row["method"]], markersize=4.5 if row["default"] else 3.5, elinewidth=0.9, capsize=2)
-        ax.axvline(here[f"initial_{metric}"].mean(), color="black", linestyle="--", linewidth=0.8)
+        # Each row's own initial model: a setting may change it (translation's agents, IMDB's LM size).
+        ax.scatter([row[f"initial_{metric}"] for row in rows], positions, marker="|", s=60, color="black", linewidths=1, zorder=1)
         ax.grid(alpha=0.3, axis="x")
     axes[0].set_xlabel(LABELS.get(y, y) + " ↑")
     drift_axis(axes[1], x, drift_metrics(task).get(x, "lower"), sqrt_x)
     axes[0].set_yticks(positions, [f"{row['method']} [{row['setting'] or 'recipe'}]" + (" ●recipe" if row["default"] else "")
                                    + f"  n={row['n_seeds']}" for row in rows])
-    fig.suptitle(f"{task}, scale {scale}: the settings swept (mean ± s.e. over seeds; dashed: initial model)", fontsize=9)
+    fig.suptitle(f"{task}, scale {scale}: the settings swept (mean ± s.e. over seeds; black tick: the row's initial model)", fontsize=9)
     return save(fig, out)
 
 
